@@ -1,0 +1,102 @@
+"""
+The soft (entropy-regularised) Bellman core, as pure functions on the last (action) dimension.
+
+Notation (Schulman et al. 2017, "Equivalence between policy gradients and soft Q-learning", and the Soft Q(λ)
+paper §2.2): temperature :math:`\\tau > 0` (``ent_coef``), reference policy :math:`\\bar\\pi(a|s)`
+(``log_prior``, uniform when ``None``), action values :math:`Q(s, \\cdot)` (``q_values``).
+
+- soft value :math:`V(s) = \\tau \\log \\sum_a \\bar\\pi(a|s) \\exp(Q(s,a)/\\tau)`
+- Boltzmann policy :math:`\\pi_B(a|s) = \\bar\\pi(a|s) \\exp((Q(s,a) - V(s))/\\tau)
+  = \\mathrm{softmax}(Q(s,\\cdot)/\\tau + \\log\\bar\\pi(\\cdot|s))`
+- identity :math:`V(s) = \\mathbb{E}_{a\\sim\\pi_B}[Q(s,a)] - \\tau\\,\\mathrm{KL}(\\pi_B \\| \\bar\\pi)`
+
+Every function is written around the maximum of ``Q`` so that it stays finite for temperatures from ``1e-4``
+to ``1e3`` and ``|Q|`` up to ``1e4`` in float32, and tends to the hard ``max`` / one-hot ``argmax`` as
+:math:`\\tau \\to 0`.
+"""
+
+import math
+
+import torch as th
+
+
+def _as_tensor(ent_coef: float | th.Tensor, like: th.Tensor) -> th.Tensor:
+    return th.as_tensor(ent_coef, dtype=like.dtype, device=like.device)
+
+
+def uniform_log_prior(q_values: th.Tensor) -> th.Tensor:
+    """
+    The log-probabilities of the uniform reference policy, broadcastable against ``q_values``.
+
+    :param q_values: action values ``[..., n_actions]``
+    :return: a 0-d tensor holding :math:`-\\log |A|`
+    """
+    return th.tensor(-math.log(q_values.shape[-1]), dtype=q_values.dtype, device=q_values.device)
+
+
+def _scaled_logits(q_values: th.Tensor, ent_coef: float | th.Tensor, log_prior: th.Tensor | None) -> th.Tensor:
+    """:math:`(Q - \\max_a Q)/\\tau + \\log\\bar\\pi`: the Boltzmann logits, shifted so their maximum Q term is 0."""
+    tau = _as_tensor(ent_coef, q_values)
+    if tau.dim() > 0:  # one temperature per state: broadcast over the action dimension
+        tau = tau.unsqueeze(-1)
+    shifted = (q_values - q_values.amax(dim=-1, keepdim=True)) / tau
+    return shifted + (uniform_log_prior(q_values) if log_prior is None else log_prior)
+
+
+def soft_value(q_values: th.Tensor, ent_coef: float | th.Tensor, log_prior: th.Tensor | None = None) -> th.Tensor:
+    """
+    Soft state value :math:`V(s) = \\tau \\log \\sum_a \\bar\\pi(a|s) \\exp(Q(s,a)/\\tau)`.
+
+    Computed as :math:`\\max_a Q + \\tau \\cdot \\mathrm{logsumexp}((Q - \\max_a Q)/\\tau + \\log\\bar\\pi)`, which is
+    exact and never overflows. With a uniform prior this is :math:`\\tau\\,\\mathrm{logsumexp}(Q/\\tau) - \\tau\\log|A|`.
+
+    :param q_values: action values ``[..., n_actions]``
+    :param ent_coef: temperature :math:`\\tau > 0`, a float or a tensor broadcastable to ``[...]``
+    :param log_prior: :math:`\\log\\bar\\pi(\\cdot|s)`, broadcastable to ``q_values``; ``None`` for uniform
+    :return: soft values ``[...]``
+    """
+    tau = _as_tensor(ent_coef, q_values)
+    return q_values.amax(dim=-1) + tau * th.logsumexp(_scaled_logits(q_values, tau, log_prior), dim=-1)
+
+
+def boltzmann_log_probs(
+    q_values: th.Tensor, ent_coef: float | th.Tensor, log_prior: th.Tensor | None = None
+) -> th.Tensor:
+    """
+    Log-probabilities of the Boltzmann policy
+    :math:`\\log\\pi_B(a|s) = \\log\\bar\\pi(a|s) + (Q(s,a) - V(s))/\\tau`.
+
+    :param q_values: action values ``[..., n_actions]``
+    :param ent_coef: temperature :math:`\\tau > 0`, a float or a tensor broadcastable to ``[...]``
+    :param log_prior: :math:`\\log\\bar\\pi(\\cdot|s)`, broadcastable to ``q_values``; ``None`` for uniform
+    :return: log-probabilities ``[..., n_actions]`` (normalised: they log-sum-exp to 0)
+    """
+    return th.log_softmax(_scaled_logits(q_values, ent_coef, log_prior), dim=-1)
+
+
+def entropy(log_probs: th.Tensor) -> th.Tensor:
+    """
+    Entropy :math:`H(\\pi) = -\\sum_a \\pi(a) \\log\\pi(a)` of a categorical distribution given by its log-probabilities.
+
+    :param log_probs: normalised log-probabilities ``[..., n_actions]`` (``-inf`` allowed)
+    :return: entropies ``[...]``
+    """
+    probs = log_probs.exp()
+    # 0 * log 0 = 0, also where log pi(a) = -inf
+    return -th.where(probs > 0, probs * log_probs, th.zeros_like(probs)).sum(dim=-1)
+
+
+def kl_divergence(log_probs: th.Tensor, log_prior: th.Tensor | None = None) -> th.Tensor:
+    """
+    :math:`\\mathrm{KL}(\\pi \\| \\bar\\pi) = \\sum_a \\pi(a) (\\log\\pi(a) - \\log\\bar\\pi(a))`.
+
+    :param log_probs: normalised log-probabilities of :math:`\\pi`, ``[..., n_actions]``
+    :param log_prior: :math:`\\log\\bar\\pi`, broadcastable to ``log_probs``; ``None`` for uniform
+    :return: divergences ``[...]`` (non-negative up to rounding)
+    """
+    if log_prior is None:
+        log_prior = uniform_log_prior(log_probs)
+    probs = log_probs.exp()
+    # Where pi(a) = 0 the term is 0, whatever log pi(a) is (-inf included).
+    terms = th.where(probs > 0, probs * (log_probs - log_prior), th.zeros_like(probs))
+    return terms.sum(dim=-1)

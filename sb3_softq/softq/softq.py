@@ -1,0 +1,459 @@
+import math
+import warnings
+from typing import Any, ClassVar, NamedTuple, TypeVar
+
+import numpy as np
+import torch as th
+from gymnasium import spaces
+from stable_baselines3.common.buffers import NStepReplayBuffer, ReplayBuffer
+from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
+from stable_baselines3.common.policies import BasePolicy
+from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, PyTorchObs, ReplayBufferSamples, Schedule
+from stable_baselines3.common.utils import LinearSchedule, get_parameters_by_name, polyak_update
+from torch.nn import functional as F
+
+from sb3_softq.common.reference import is_state_dependent, make_log_prior_fn, validate_reference_probs
+from sb3_softq.common.soft import boltzmann_log_probs, entropy, kl_divergence, soft_value
+from sb3_softq.softq.policies import CnnPolicy, MlpPolicy, MultiInputPolicy, SoftQPolicy
+
+SelfSoftQ = TypeVar("SelfSoftQ", bound="SoftQ")
+
+#: Default ``target_entropy`` for ``ent_coef="auto"``, as a fraction of the maximum entropy log|A|.
+DEFAULT_TARGET_ENTROPY_FRACTION = 0.2
+
+
+class TrainingBatch(NamedTuple):
+    """What one gradient step regresses: online Q-values of every critic onto soft TD targets."""
+
+    q_values: th.Tensor  # [n_critics, N, n_actions], online, with gradient
+    actions: th.Tensor  # [N] long
+    targets: th.Tensor  # [N], no gradient
+    weights: th.Tensor | None  # [N] mask of positions to train on (None: all)
+    log_prior: th.Tensor | None  # log pibar(.|s) at the N states ([N, n_actions] or [n_actions]), None for uniform
+
+
+def _parse_ent_coef(ent_coef: float | str) -> tuple[float, bool]:
+    """
+    :param ent_coef: a float > 0, ``"auto"`` or ``"auto_<init>"``
+    :return: the initial temperature and whether it is learned
+    """
+    if isinstance(ent_coef, str):
+        if ent_coef == "auto":
+            return 1.0, True
+        if ent_coef.startswith("auto_"):
+            try:
+                init = float(ent_coef[len("auto_") :])
+            except ValueError:
+                init = -1.0
+            if init > 0 and math.isfinite(init):
+                return init, True
+        raise ValueError(f'`ent_coef` must be a float > 0, "auto" or "auto_<init>" with <init> > 0, got {ent_coef!r}')
+    if isinstance(ent_coef, bool) or not isinstance(ent_coef, int | float) or not (ent_coef > 0 and math.isfinite(ent_coef)):
+        raise ValueError(f'`ent_coef` must be a float > 0, "auto" or "auto_<init>", got {ent_coef!r}')
+    return float(ent_coef), False
+
+
+class SoftQ(OffPolicyAlgorithm):
+    """
+    Soft Q-learning (soft DQN / SQN): entropy-regularised Q-learning for discrete actions.
+
+    Papers: Schulman et al. 2017, "Equivalence Between Policy Gradients and Soft Q-Learning"
+    (https://arxiv.org/abs/1704.06440); Haarnoja et al. 2017, "Reinforcement Learning with Deep Energy-Based Policies";
+    the one-step case of "Soft Q(λ)" (eq. 10-11).
+
+    The network regresses :math:`Q(s_t, a_t)` onto the soft one-step target
+
+    .. math:: y_t = r_t + \\gamma (1 - \\mathrm{terminated}_t)\\, V(s_{t+1}), \\qquad
+        V(s) = \\tau \\log \\sum_a \\bar\\pi(a|s) \\exp(\\bar Q(s,a)/\\tau),
+
+    where :math:`\\bar Q` is the minimum over the target critics, and acts with the Boltzmann policy
+    :math:`\\pi_B(a|s) \\propto \\bar\\pi(a|s) \\exp(Q(s,a)/\\tau)` (optionally mixed with an :math:`\\varepsilon`-uniform policy).
+
+    :param policy: The policy model to use (MlpPolicy, CnnPolicy, MultiInputPolicy)
+    :param env: The environment to learn from (if registered in Gym, can be str)
+    :param learning_rate: The learning rate, it can be a function of the current progress remaining (from 1 to 0)
+    :param buffer_size: size of the replay buffer
+    :param learning_starts: how many steps of the model to collect transitions for before learning starts
+        (actions are uniformly random during that time, as in SB3)
+    :param batch_size: Minibatch size for each gradient update
+    :param tau: the soft update coefficient ("Polyak update", between 0 and 1) default 1 for hard update
+    :param gamma: the discount factor
+    :param train_freq: Update the model every ``train_freq`` steps. Alternatively pass a tuple of frequency and unit
+        like ``(5, "step")`` or ``(2, "episode")``.
+    :param gradient_steps: How many gradient steps to do after each rollout (see ``train_freq``);
+        ``-1`` means as many gradient steps as steps done in the environment during the rollout.
+    :param replay_buffer_class: Replay buffer class to use. If ``None``, it will be automatically selected.
+    :param replay_buffer_kwargs: Keyword arguments to pass to the replay buffer on creation.
+    :param optimize_memory_usage: Enable a memory efficient variant of the replay buffer (SB3's)
+    :param n_steps: must be 1. Multi-step soft returns need the entropy terms of the intermediate steps, which
+        SB3's n-step buffer (raw reward sums) drops: use :class:`~sb3_softq.SoftQLambda` instead.
+    :param target_update_interval: update the target network every ``target_update_interval`` environment steps.
+    :param ent_coef: Temperature :math:`\\tau` of the entropy regularisation. ``"auto"`` learns it (log-parameterised,
+        as in SAC) so that the entropy of :math:`\\pi_B` tracks ``target_entropy``, starting from 1;
+        ``"auto_0.1"`` starts from 0.1.
+    :param target_entropy: target entropy of :math:`\\pi_B` (nats) when ``ent_coef`` is learned. ``"auto"`` is
+        ``0.2 * log|A|``: SAC-discrete's ``0.98 * log|A|`` asks for an almost uniform policy, which keeps the
+        temperature growing and the agent from ever acting well; the fraction 0.2 was chosen by training on
+        CartPole-v1 and LunarLander-v3 (see the documentation's results section).
+    :param reference_policy: the reference ("default") policy :math:`\\bar\\pi` of the KL regulariser:
+        ``None`` for uniform (maximum-entropy RL), a vector of action probabilities, or a state-dependent prior:
+        a callable mapping observation tensors to log-probabilities ``[batch, n_actions]``, or an SB3 policy / model
+        with a categorical distribution (e.g. a pretrained PPO model for KL-regularised fine-tuning). A state-dependent
+        prior is not saved with the model: pass it again with ``SoftQ.load(path, reference_policy=prior)``.
+    :param n_critics: number of Q-networks; targets and the Boltzmann policy use their minimum (clipped double Q).
+    :param exploration_fraction: fraction of entire training period over which the uniform-mixing rate
+        :math:`\\varepsilon` is annealed
+    :param exploration_initial_eps: initial :math:`\\varepsilon` mixed on top of Boltzmann sampling (0: off)
+    :param exploration_final_eps: final :math:`\\varepsilon`
+    :param max_grad_norm: The maximum value for the gradient clipping
+    :param stats_window_size: Window size for the rollout logging, specifying the number of episodes to average
+        the reported success rate, mean episode length, and mean reward over
+    :param tensorboard_log: the log location for tensorboard (if None, no logging)
+    :param policy_kwargs: additional arguments to be passed to the policy on creation
+    :param verbose: Verbosity level: 0 for no output, 1 for info messages, 2 for debug messages
+    :param seed: Seed for the pseudo random generators
+    :param device: Device (cpu, cuda, ...) on which the code should be run.
+    :param _init_setup_model: Whether or not to build the network at the creation of the instance
+    """
+
+    policy_aliases: ClassVar[dict[str, type[BasePolicy]]] = {
+        "MlpPolicy": MlpPolicy,
+        "CnnPolicy": CnnPolicy,
+        "MultiInputPolicy": MultiInputPolicy,
+    }
+    exploration_schedule: Schedule
+    policy: SoftQPolicy
+    ent_coef_optimizer: th.optim.Optimizer | None = None
+
+    def __init__(
+        self,
+        policy: str | type[SoftQPolicy],
+        env: GymEnv | str,
+        learning_rate: float | Schedule = 1e-4,
+        buffer_size: int = 1_000_000,
+        learning_starts: int = 100,
+        batch_size: int = 32,
+        tau: float = 1.0,
+        gamma: float = 0.99,
+        train_freq: int | tuple[int, str] = 4,
+        gradient_steps: int = 1,
+        replay_buffer_class: type[ReplayBuffer] | None = None,
+        replay_buffer_kwargs: dict[str, Any] | None = None,
+        optimize_memory_usage: bool = False,
+        n_steps: int = 1,
+        target_update_interval: int = 10000,
+        ent_coef: float | str = "auto",
+        target_entropy: float | str = "auto",
+        reference_policy: Any = None,
+        n_critics: int = 1,
+        exploration_fraction: float = 0.1,
+        exploration_initial_eps: float = 0.0,
+        exploration_final_eps: float = 0.0,
+        max_grad_norm: float = 10,
+        stats_window_size: int = 100,
+        tensorboard_log: str | None = None,
+        policy_kwargs: dict[str, Any] | None = None,
+        verbose: int = 0,
+        seed: int | None = None,
+        device: th.device | str = "auto",
+        _init_setup_model: bool = True,
+    ) -> None:
+        if n_steps != 1 or (replay_buffer_class is not None and issubclass(replay_buffer_class, NStepReplayBuffer)):
+            raise ValueError(
+                f"`n_steps` must be 1 for {type(self).__name__} (got {n_steps}): SB3's n-step buffer sums raw rewards and "
+                "would drop the entropy terms of the intermediate steps, which is wrong for soft Q-learning. "
+                "Use SoftQLambda for multi-step soft returns, e.g. "
+                "SoftQLambda(..., sequence_length=n, trace='tree_backup') (or trace='boltzmann', trace_lambda=1.0 for the "
+                "on-policy n-step soft return)."
+            )
+        _parse_ent_coef(ent_coef)
+        if not isinstance(n_critics, int) or n_critics < 1:
+            raise ValueError(f"`n_critics` must be an integer >= 1, got {n_critics!r}")
+        if policy_kwargs is not None and "n_critics" in policy_kwargs and policy_kwargs["n_critics"] != n_critics:
+            raise ValueError("Pass `n_critics` to the algorithm, not in `policy_kwargs`")
+        super().__init__(
+            policy,
+            env,
+            learning_rate,
+            buffer_size,
+            learning_starts,
+            batch_size,
+            tau,
+            gamma,
+            train_freq,
+            gradient_steps,
+            action_noise=None,
+            replay_buffer_class=replay_buffer_class,
+            replay_buffer_kwargs=replay_buffer_kwargs,
+            optimize_memory_usage=optimize_memory_usage,
+            n_steps=1,
+            policy_kwargs=policy_kwargs,
+            stats_window_size=stats_window_size,
+            tensorboard_log=tensorboard_log,
+            verbose=verbose,
+            device=device,
+            seed=seed,
+            sde_support=False,
+            supported_action_spaces=(spaces.Discrete,),
+            support_multi_env=True,
+        )
+        self.ent_coef = ent_coef
+        self.target_entropy = target_entropy
+        self.reference_policy = reference_policy
+        self.n_critics = n_critics
+        self.exploration_initial_eps = exploration_initial_eps
+        self.exploration_final_eps = exploration_final_eps
+        self.exploration_fraction = exploration_fraction
+        self.target_update_interval = target_update_interval
+        self.max_grad_norm = max_grad_norm
+        # For updating the target network with multiple envs
+        self._n_calls = 0
+        # Weight of the uniform policy mixed into the Boltzmann policy during collection
+        self.exploration_rate = 0.0
+        # Behaviour probability mu(a_t|s_t) of the last actions taken (one per env)
+        self._last_behaviour_probs: np.ndarray | None = None
+        # True when the model was trained with a state-dependent prior (which is not saved)
+        self._state_dependent_reference = False
+        # The last training batch and temperature, for the statistics logged with dump_logs()
+        self._last_batch: tuple[TrainingBatch, th.Tensor] | None = None
+
+        if _init_setup_model:
+            self._setup_model()
+
+    @property
+    def n_actions(self) -> int:
+        assert isinstance(self.action_space, spaces.Discrete)
+        return int(self.action_space.n)
+
+    def _setup_model(self) -> None:
+        for name in ("exploration_initial_eps", "exploration_final_eps", "exploration_fraction"):
+            value = getattr(self, name)
+            if not 0.0 <= value <= 1.0:
+                raise ValueError(f"`{name}` must be in [0, 1], got {value!r}")
+        init_ent_coef, self._learn_ent_coef = _parse_ent_coef(self.ent_coef)
+        if self.target_entropy == "auto":
+            self.target_entropy = DEFAULT_TARGET_ENTROPY_FRACTION * math.log(self.n_actions)
+        elif isinstance(self.target_entropy, str) or not 0.0 <= float(self.target_entropy) <= math.log(self.n_actions):
+            raise ValueError(
+                f'`target_entropy` must be "auto" or a float in [0, log|A|] = [0, {math.log(self.n_actions):.4g}], '
+                f"got {self.target_entropy!r}"
+            )
+        self.target_entropy = float(self.target_entropy)
+
+        reference_probs = None
+        if self.reference_policy is not None and not is_state_dependent(self.reference_policy):
+            reference_probs = validate_reference_probs(self.reference_policy, self.n_actions)
+        # A new dict: the user's policy_kwargs are left as they were
+        self.policy_kwargs = {
+            **self.policy_kwargs,
+            "n_critics": self.n_critics,
+            "ent_coef": init_ent_coef,
+            "reference_probs": reference_probs,
+        }
+
+        super()._setup_model()
+        self._create_aliases()
+        # Copy running stats, see SB3 GH issue #996
+        self.batch_norm_stats = get_parameters_by_name(self.q_nets, ["running_"])
+        self.batch_norm_stats_target = get_parameters_by_name(self.q_nets_target, ["running_"])
+        self.exploration_schedule = LinearSchedule(
+            self.exploration_initial_eps, self.exploration_final_eps, self.exploration_fraction
+        )
+        self._setup_reference_policy()
+
+        self.ent_coef_optimizer = None
+        if self._learn_ent_coef:
+            self.policy.log_ent_coef.requires_grad_(True)
+            self.ent_coef_optimizer = th.optim.Adam([self.policy.log_ent_coef], lr=self.lr_schedule(1))
+
+        if self.n_envs > self.target_update_interval:
+            warnings.warn(
+                "The number of environments used is greater than the target network "
+                f"update interval ({self.n_envs} > {self.target_update_interval}), "
+                "therefore the target network will be updated after each call to env.step() "
+                f"which corresponds to {self.n_envs} steps."
+            )
+
+    def _setup_reference_policy(self) -> None:
+        if is_state_dependent(self.reference_policy):
+            self._state_dependent_reference = True
+            self.policy.set_reference_policy(make_log_prior_fn(self.reference_policy, self.n_actions, self.device))
+        elif self._state_dependent_reference:
+            # Loaded from a model trained with a state-dependent prior that was not given again
+            message = (
+                f"This {type(self).__name__} model was trained with a state-dependent `reference_policy`, which is not "
+                f"saved with the model. Pass it again when loading: {type(self).__name__}.load(path, reference_policy=prior)"
+            )
+            warnings.warn(message)
+
+            def missing_prior(obs: PyTorchObs) -> th.Tensor:
+                raise ValueError(message)
+
+            self.policy.set_reference_policy(missing_prior)
+
+    def _create_aliases(self) -> None:
+        self.q_nets = self.policy.q_nets
+        self.q_nets_target = self.policy.q_nets_target
+
+    def _on_step(self) -> None:
+        """
+        Update the exploration rate and the target networks if needed.
+        Called in ``collect_rollouts()`` after each step in the environment.
+        """
+        self._n_calls += 1
+        # Each call to step() corresponds to n_envs transitions
+        if self._n_calls % max(self.target_update_interval // self.n_envs, 1) == 0:
+            polyak_update(self.q_nets.parameters(), self.q_nets_target.parameters(), self.tau)
+            polyak_update(self.batch_norm_stats, self.batch_norm_stats_target, 1.0)
+
+        self.exploration_rate = self.exploration_schedule(self._current_progress_remaining)
+        self.logger.record("rollout/exploration_rate", self.exploration_rate)
+
+    def _sample_action(
+        self, learning_starts: int, action_noise: Any = None, n_envs: int = 1
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """
+        Sample the behaviour policy: uniform during the first ``learning_starts`` steps, then
+        :math:`\\mu = (1 - \\varepsilon)\\pi_B + \\varepsilon/|A|`. Records :math:`\\mu(a_t|s_t)` of the sampled actions.
+
+        :param learning_starts: Number of steps before learning for the warm-up phase.
+        :param action_noise: unused (discrete actions)
+        :param n_envs: number of environments
+        :return: the actions to take and to store in the replay buffer (the same for discrete actions)
+        """
+        if self.num_timesteps < learning_starts:
+            actions = np.array([self.action_space.sample() for _ in range(n_envs)])
+            self._last_behaviour_probs = np.full(n_envs, 1.0 / self.n_actions, dtype=np.float32)
+            return actions, actions
+        assert self._last_obs is not None, "self._last_obs was not set"
+        obs_tensor, _ = self.policy.obs_to_tensor(self._last_obs)
+        with th.no_grad():
+            probs = self.policy.behaviour_probs(obs_tensor, self.exploration_rate)
+            sampled = th.multinomial(probs, num_samples=1)
+            behaviour_probs = probs.gather(1, sampled).squeeze(1)
+        actions = sampled.squeeze(1).cpu().numpy()
+        self._last_behaviour_probs = behaviour_probs.cpu().numpy().astype(np.float32)
+        return actions, actions
+
+    def _training_batch(self, replay_data: Any, ent_coef: th.Tensor) -> TrainingBatch:
+        """
+        Online Q-values and one-step soft targets :math:`y = r + \\gamma(1 - \\mathrm{terminated})V(s')` for a batch of
+        transitions (SB3's ``dones`` here exclude time-limit truncations, which bootstrap).
+
+        :param replay_data: samples from SB3's replay buffer
+        :param ent_coef: temperature
+        :return: what to regress
+        """
+        assert isinstance(replay_data, ReplayBufferSamples)
+        with th.no_grad():
+            next_q_values = self.policy.target_q_values(replay_data.next_observations)
+            next_values = soft_value(next_q_values, ent_coef, self.policy.log_prior(replay_data.next_observations))
+            targets = replay_data.rewards.flatten() + self.gamma * (1 - replay_data.dones.flatten()) * next_values
+        return TrainingBatch(
+            q_values=self.policy.all_q_values(replay_data.observations),
+            actions=replay_data.actions.long().flatten(),
+            targets=targets,
+            weights=None,
+            log_prior=self.policy.log_prior(replay_data.observations),
+        )
+
+    def train(self, gradient_steps: int, batch_size: int = 100) -> None:
+        # Switch to train mode (this affects batch norm / dropout)
+        self.policy.set_training_mode(True)
+        optimizers = [self.policy.optimizer]
+        if self.ent_coef_optimizer is not None:
+            optimizers.append(self.ent_coef_optimizer)
+        self._update_learning_rate(optimizers)
+
+        losses, ent_coef_losses = [], []
+        for _ in range(gradient_steps):
+            replay_data = self.replay_buffer.sample(batch_size, env=self._vec_normalize_env)  # type: ignore[union-attr]
+            ent_coef = self.policy.ent_coef
+            batch = self._training_batch(replay_data, ent_coef)
+
+            current_q_values = batch.q_values.gather(2, batch.actions.expand(self.n_critics, -1).unsqueeze(2)).squeeze(2)
+            td_loss = F.smooth_l1_loss(current_q_values, batch.targets.expand_as(current_q_values), reduction="none")
+            if batch.weights is None:
+                loss = td_loss.mean(dim=1).sum()
+            else:
+                loss = ((td_loss * batch.weights).sum(dim=1) / batch.weights.sum().clamp(min=1.0)).sum()
+            losses.append(loss.detach())
+
+            self.policy.optimizer.zero_grad()
+            loss.backward()
+            th.nn.utils.clip_grad_norm_(self.policy.q_nets.parameters(), self.max_grad_norm)
+            self.policy.optimizer.step()
+
+            if self.ent_coef_optimizer is not None:
+                # SAC-style temperature update: lower tau when pi_B is more random than the target, raise it otherwise
+                with th.no_grad():
+                    batch_entropy = self._mean(entropy(self._log_probs(batch, ent_coef)), batch.weights)
+                ent_coef_loss = self.policy.log_ent_coef * (batch_entropy - self.target_entropy)
+                self.ent_coef_optimizer.zero_grad()
+                ent_coef_loss.backward()
+                self.ent_coef_optimizer.step()
+                ent_coef_losses.append(ent_coef_loss.detach())
+
+        self._n_updates += gradient_steps
+        self.logger.record("train/n_updates", self._n_updates, exclude="tensorboard")
+        self.logger.record("train/loss", th.stack(losses).mean().item())
+        if ent_coef_losses:
+            self.logger.record("train/ent_coef_loss", th.stack(ent_coef_losses).mean().item())
+        # The statistics of the last batch are computed only when the logs are written (see dump_logs)
+        self._last_batch = (batch._replace(q_values=batch.q_values.detach()), ent_coef)
+
+    def dump_logs(self) -> None:
+        """Write the logs, with the policy statistics of the last training batch."""
+        if self._last_batch is not None:
+            self._record_policy_stats(*self._last_batch)
+        super().dump_logs()
+
+    @staticmethod
+    def _mean(values: th.Tensor, weights: th.Tensor | None) -> th.Tensor:
+        if weights is None:
+            return values.mean()
+        return (values * weights).sum() / weights.sum().clamp(min=1.0)
+
+    def _log_probs(self, batch: TrainingBatch, ent_coef: th.Tensor) -> th.Tensor:
+        """:return: :math:`\\log\\pi_B` at the batch states, from the (detached) online Q-values"""
+        return boltzmann_log_probs(batch.q_values.detach().amin(dim=0), ent_coef, batch.log_prior)
+
+    def _record_policy_stats(self, batch: TrainingBatch, ent_coef: th.Tensor) -> None:
+        """Log the temperature, and the entropy, KL to the reference and Q-values of the last batch."""
+        with th.no_grad():
+            log_probs = self._log_probs(batch, ent_coef)
+            self.logger.record("train/ent_coef", ent_coef.item())
+            self.logger.record("train/entropy", self._mean(entropy(log_probs), batch.weights).item())
+            self.logger.record("train/kl_to_reference", self._mean(kl_divergence(log_probs, batch.log_prior), batch.weights).item())
+            q_taken = batch.q_values.detach().amin(dim=0).gather(1, batch.actions.unsqueeze(1)).squeeze(1)
+            self.logger.record("train/q_mean", self._mean(q_taken, batch.weights).item())
+
+    def learn(
+        self: SelfSoftQ,
+        total_timesteps: int,
+        callback: MaybeCallback = None,
+        log_interval: int = 4,
+        tb_log_name: str = "SoftQ",
+        reset_num_timesteps: bool = True,
+        progress_bar: bool = False,
+    ) -> SelfSoftQ:
+        return super().learn(
+            total_timesteps=total_timesteps,
+            callback=callback,
+            log_interval=log_interval,
+            tb_log_name=tb_log_name,
+            reset_num_timesteps=reset_num_timesteps,
+            progress_bar=progress_bar,
+        )
+
+    def _excluded_save_params(self) -> list[str]:
+        excluded = [*super()._excluded_save_params(), "q_nets", "q_nets_target", "_last_behaviour_probs", "_last_batch"]
+        if is_state_dependent(self.reference_policy):
+            excluded.append("reference_policy")
+        return excluded
+
+    def _get_torch_save_params(self) -> tuple[list[str], list[str]]:
+        state_dicts = ["policy", "policy.optimizer"]
+        if self.ent_coef_optimizer is not None:
+            state_dicts.append("ent_coef_optimizer")
+        return state_dicts, []

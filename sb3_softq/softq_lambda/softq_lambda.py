@@ -1,0 +1,307 @@
+import functools
+from typing import Any, ClassVar, TypeVar
+
+import numpy as np
+import torch as th
+from gymnasium import spaces
+from stable_baselines3.common.buffers import ReplayBuffer
+from stable_baselines3.common.policies import BasePolicy
+from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, PyTorchObs, Schedule
+
+from sb3_softq.common.buffers import DictSequenceReplayBuffer, SequenceReplayBuffer, SequenceReplayBufferSamples
+from sb3_softq.common.returns import (
+    TRACES,
+    TRACES_NEEDING_BEHAVIOUR_PROBS,
+    soft_lambda_returns,
+    soft_trace_coefficients,
+    trace_diagnostics,
+)
+from sb3_softq.softq.policies import CnnPolicy, MlpPolicy, MultiInputPolicy, SoftQPolicy
+from sb3_softq.softq.softq import SoftQ, TrainingBatch
+
+SelfSoftQLambda = TypeVar("SelfSoftQLambda", bound="SoftQLambda")
+
+
+def _flatten_time(obs: PyTorchObs) -> PyTorchObs:
+    """``[B, T, ...] -> [B*T, ...]`` for tensors and dicts of tensors."""
+    if isinstance(obs, dict):
+        return {key: value.flatten(0, 1) for key, value in obs.items()}
+    return obs.flatten(0, 1)
+
+
+def _next_step(values: th.Tensor) -> th.Tensor:
+    """``values[:, k+1]`` at every ``k`` of ``[B, T]`` (the last column repeats; its trace is cut anyway)."""
+    return th.cat([values[:, 1:], values[:, -1:]], dim=1)
+
+
+class SoftQLambda(SoftQ):
+    """
+    Soft Q(λ): multi-step, off-policy soft Q-learning with eligibility-trace returns (Soft Tree Backup and friends).
+
+    Paper: "Soft Q(λ): a multi-step off-policy method for entropy regularised reinforcement learning using eligibility
+    traces" (soft tree backup eq. 14, 17, 30-36, 45-48). The network regresses :math:`Q(s_k, a_k)` at every valid
+    position of windows of ``sequence_length`` consecutive steps onto the soft λ-return
+
+    .. math:: G_k = r_k + \\gamma (1 - \\mathrm{terminated}_k)\\big[V(s_{k+1})
+        + c_{k+1}\\,(G_{k+1} - \\bar Q(s_{k+1}, a_{k+1}))\\big],
+
+    with :math:`V`, :math:`\\pi_B` and :math:`\\bar Q` from the target networks (minimum over critics) and the trace
+    coefficient :math:`c` chosen by ``trace`` (see :func:`sb3_softq.common.returns.soft_lambda_returns`).
+    The trace is cut at episode ends and at the end of the window, where the return bootstraps with :math:`V`.
+
+    Takes every parameter of :class:`~sb3_softq.SoftQ`, plus:
+
+    :param policy: The policy model to use (MlpPolicy, CnnPolicy, MultiInputPolicy)
+    :param env: The environment to learn from (if registered in Gym, can be str)
+    :param learning_rate: The learning rate, it can be a function of the current progress remaining (from 1 to 0)
+    :param buffer_size: size of the replay buffer (in steps)
+    :param learning_starts: how many steps of the model to collect transitions for before learning starts
+    :param batch_size: number of *sequences* per gradient update (each gives up to ``sequence_length`` targets)
+    :param tau: the soft update coefficient ("Polyak update", between 0 and 1) default 1 for hard update
+    :param gamma: the discount factor
+    :param train_freq: Update the model every ``train_freq`` steps, or a tuple ``(5, "step")`` / ``(2, "episode")``
+    :param gradient_steps: How many gradient steps to do after each rollout (``-1``: as many as environment steps)
+    :param replay_buffer_class: a :class:`~sb3_softq.common.buffers.SequenceReplayBuffer` subclass, or ``None`` to pick
+        ``SequenceReplayBuffer`` / ``DictSequenceReplayBuffer`` from the observation space
+    :param replay_buffer_kwargs: Keyword arguments to pass to the replay buffer on creation
+    :param optimize_memory_usage: must stay False: the sequence buffer already stores each observation once
+    :param n_steps: must be 1 (SB3's n-step buffer); use ``sequence_length`` and ``trace``
+    :param target_update_interval: update the target network every ``target_update_interval`` environment steps
+    :param ent_coef: temperature :math:`\\tau`: a float, ``"auto"`` or ``"auto_<init>"`` (see ``SoftQ``)
+    :param target_entropy: target entropy of :math:`\\pi_B` when ``ent_coef`` is learned
+    :param reference_policy: reference policy :math:`\\bar\\pi` (see ``SoftQ``)
+    :param n_critics: number of Q-networks; targets use their minimum
+    :param exploration_fraction: fraction of the training over which :math:`\\varepsilon` is annealed
+    :param exploration_initial_eps: initial :math:`\\varepsilon` mixed on top of Boltzmann sampling (0: off)
+    :param exploration_final_eps: final :math:`\\varepsilon`
+    :param sequence_length: length T of the windows sampled from the replay buffer (the longest multi-step return)
+    :param trace_lambda: :math:`\\lambda \\in [0, 1]`; 0 gives one-step soft Q-learning
+    :param trace: ``"tree_backup"`` (:math:`c = \\lambda\\pi_B(a|s)`, off-policy without behaviour probabilities,
+        the default), ``"retrace"`` (:math:`\\lambda\\min(1, \\pi_B/\\mu)`), ``"importance_sampling"``
+        (:math:`\\lambda\\pi_B/\\mu`) or ``"boltzmann"`` (:math:`\\lambda`, unbiased only on-policy)
+    :param max_grad_norm: The maximum value for the gradient clipping
+    :param stats_window_size: Window size for the rollout logging
+    :param tensorboard_log: the log location for tensorboard (if None, no logging)
+    :param policy_kwargs: additional arguments to be passed to the policy on creation
+    :param verbose: Verbosity level: 0 for no output, 1 for info messages, 2 for debug messages
+    :param seed: Seed for the pseudo random generators
+    :param device: Device (cpu, cuda, ...) on which the code should be run.
+    :param _init_setup_model: Whether or not to build the network at the creation of the instance
+    """
+
+    policy_aliases: ClassVar[dict[str, type[BasePolicy]]] = {
+        "MlpPolicy": MlpPolicy,
+        "CnnPolicy": CnnPolicy,
+        "MultiInputPolicy": MultiInputPolicy,
+    }
+
+    def __init__(
+        self,
+        policy: str | type[SoftQPolicy],
+        env: GymEnv | str,
+        learning_rate: float | Schedule = 1e-4,
+        buffer_size: int = 1_000_000,
+        learning_starts: int = 100,
+        batch_size: int = 32,
+        tau: float = 1.0,
+        gamma: float = 0.99,
+        train_freq: int | tuple[int, str] = 4,
+        gradient_steps: int = 1,
+        replay_buffer_class: type[ReplayBuffer] | None = None,
+        replay_buffer_kwargs: dict[str, Any] | None = None,
+        optimize_memory_usage: bool = False,
+        n_steps: int = 1,
+        target_update_interval: int = 10000,
+        ent_coef: float | str = "auto",
+        target_entropy: float | str = "auto",
+        reference_policy: Any = None,
+        n_critics: int = 1,
+        exploration_fraction: float = 0.1,
+        exploration_initial_eps: float = 0.0,
+        exploration_final_eps: float = 0.0,
+        sequence_length: int = 8,
+        trace_lambda: float = 0.9,
+        trace: str = "tree_backup",
+        max_grad_norm: float = 10,
+        stats_window_size: int = 100,
+        tensorboard_log: str | None = None,
+        policy_kwargs: dict[str, Any] | None = None,
+        verbose: int = 0,
+        seed: int | None = None,
+        device: th.device | str = "auto",
+        _init_setup_model: bool = True,
+    ) -> None:
+        if isinstance(sequence_length, bool) or not isinstance(sequence_length, int | np.integer) or sequence_length < 1:
+            raise ValueError(f"`sequence_length` must be an integer >= 1, got {sequence_length!r}")
+        if isinstance(trace_lambda, bool) or not isinstance(trace_lambda, int | float) or not 0.0 <= trace_lambda <= 1.0:
+            raise ValueError(f"`trace_lambda` must be a float in [0, 1], got {trace_lambda!r}")
+        if trace not in TRACES:
+            raise ValueError(f"`trace` must be one of {', '.join(map(repr, TRACES))}, got {trace!r}")
+        if optimize_memory_usage:
+            raise ValueError(
+                "`optimize_memory_usage` must be False for SoftQLambda: its sequence replay buffer already stores every "
+                "observation once"
+            )
+        if replay_buffer_class is not None and not issubclass(replay_buffer_class, SequenceReplayBuffer):
+            raise ValueError(
+                f"`replay_buffer_class` must be a SequenceReplayBuffer subclass (or None), got {replay_buffer_class.__name__}"
+            )
+        self.sequence_length = int(sequence_length)
+        self.trace_lambda = float(trace_lambda)
+        self.trace = trace
+        super().__init__(
+            policy,
+            env,
+            learning_rate=learning_rate,
+            buffer_size=buffer_size,
+            learning_starts=learning_starts,
+            batch_size=batch_size,
+            tau=tau,
+            gamma=gamma,
+            train_freq=train_freq,
+            gradient_steps=gradient_steps,
+            replay_buffer_class=replay_buffer_class,
+            replay_buffer_kwargs=replay_buffer_kwargs,
+            optimize_memory_usage=False,
+            n_steps=n_steps,
+            target_update_interval=target_update_interval,
+            ent_coef=ent_coef,
+            target_entropy=target_entropy,
+            reference_policy=reference_policy,
+            n_critics=n_critics,
+            exploration_fraction=exploration_fraction,
+            exploration_initial_eps=exploration_initial_eps,
+            exploration_final_eps=exploration_final_eps,
+            max_grad_norm=max_grad_norm,
+            stats_window_size=stats_window_size,
+            tensorboard_log=tensorboard_log,
+            policy_kwargs=policy_kwargs,
+            verbose=verbose,
+            seed=seed,
+            device=device,
+            _init_setup_model=False,
+        )
+        if _init_setup_model:
+            self._setup_model()
+
+    def _setup_model(self) -> None:
+        if self.replay_buffer_class is None:
+            is_dict = isinstance(self.observation_space, spaces.Dict)
+            self.replay_buffer_class = DictSequenceReplayBuffer if is_dict else SequenceReplayBuffer
+        buffer_length = self.replay_buffer_kwargs.setdefault("sequence_length", self.sequence_length)
+        if buffer_length != self.sequence_length:
+            raise ValueError(
+                f"`replay_buffer_kwargs['sequence_length']` ({buffer_length}) differs from `sequence_length` "
+                f"({self.sequence_length}): set `sequence_length` only"
+            )
+        super()._setup_model()
+
+    def _store_transition(
+        self,
+        replay_buffer: ReplayBuffer,
+        buffer_action: np.ndarray,
+        new_obs: np.ndarray | dict[str, np.ndarray],
+        reward: np.ndarray,
+        dones: np.ndarray,
+        infos: list[dict[str, Any]],
+    ) -> None:
+        """SB3's ``_store_transition``, also recording the behaviour probabilities :math:`\\mu(a_t|s_t)` of the actions."""
+        # SB3's implementation calls `replay_buffer.add(...)` with the standard arguments only:
+        # bind the behaviour probabilities of this step for that one call.
+        replay_buffer.add = functools.partial(  # type: ignore[method-assign]
+            type(replay_buffer).add, replay_buffer, behaviour_probs=self._last_behaviour_probs
+        )
+        try:
+            super()._store_transition(replay_buffer, buffer_action, new_obs, reward, dones, infos)
+        finally:
+            del replay_buffer.add
+
+    def _training_batch(self, replay_data: Any, ent_coef: th.Tensor) -> TrainingBatch:
+        """
+        Online Q-values at every position of the sampled windows and their soft λ-return targets
+        (:func:`~sb3_softq.common.returns.soft_lambda_returns`), weighted by the window's validity mask.
+
+        :param replay_data: windows from the sequence replay buffer, ``[B, T, ...]``
+        :param ent_coef: temperature
+        :return: what to regress, flattened to ``B*T`` positions
+        """
+        assert isinstance(replay_data, SequenceReplayBufferSamples)
+        batch_size, sequence_length = replay_data.rewards.shape
+        next_observations = _flatten_time(replay_data.next_observations)
+        with th.no_grad():
+            next_q_values = self.policy.target_q_values(next_observations).view(batch_size, sequence_length, -1)
+            next_log_prior = self.policy.log_prior(next_observations)
+            if next_log_prior is not None:
+                next_log_prior = next_log_prior.expand(batch_size * sequence_length, -1).view_as(next_q_values)
+            next_actions = _next_step(replay_data.actions.long())
+            next_behaviour_probs = None
+            if self.trace in TRACES_NEEDING_BEHAVIOUR_PROBS:
+                next_behaviour_probs = _next_step(replay_data.behaviour_probs)
+                if bool(th.isnan(next_behaviour_probs * replay_data.continues).any()):
+                    raise ValueError(
+                        f"trace={self.trace!r} needs the behaviour probabilities of the stored actions, but the replay "
+                        "buffer holds steps added without them"
+                    )
+            targets = soft_lambda_returns(
+                replay_data.rewards,
+                next_q_values,
+                next_actions,
+                replay_data.terminated,
+                replay_data.continues,
+                self.gamma,
+                self.trace_lambda,
+                ent_coef,
+                trace=self.trace,
+                next_log_prior=next_log_prior,
+                next_behaviour_probs=next_behaviour_probs,
+            )
+        # Kept (by reference) for the trace diagnostics logged after the last gradient step
+        self._last_trace_inputs = (next_q_values, next_actions, next_log_prior, next_behaviour_probs, replay_data)
+
+        observations = _flatten_time(replay_data.observations)
+        return TrainingBatch(
+            q_values=self.policy.all_q_values(observations),
+            actions=replay_data.actions.long().flatten(),
+            targets=targets.flatten(),
+            weights=replay_data.valid.flatten(),
+            log_prior=self.policy.log_prior(observations),
+        )
+
+    def _record_policy_stats(self, batch: TrainingBatch, ent_coef: th.Tensor) -> None:
+        """Log SoftQ's statistics plus trace diagnostics of the last batch (mean trace coefficient, effective
+        trace length :math:`\\mathbb{E}[\\sum_k \\prod_{i \\le k} c_i]`, fraction of cut traces)."""
+        super()._record_policy_stats(batch, ent_coef)
+        next_q_values, next_actions, next_log_prior, next_behaviour_probs, replay_data = self._last_trace_inputs
+        trace_coefs = soft_trace_coefficients(
+            next_q_values,
+            next_actions,
+            self.trace_lambda,
+            ent_coef,
+            self.trace,
+            next_log_prior=next_log_prior,
+            next_behaviour_probs=next_behaviour_probs,
+        )
+        stats = trace_diagnostics(trace_coefs, replay_data.continues, replay_data.valid)
+        for key, value in stats.items():
+            self.logger.record(f"train/{key}", value)
+
+    def learn(
+        self: SelfSoftQLambda,
+        total_timesteps: int,
+        callback: MaybeCallback = None,
+        log_interval: int = 4,
+        tb_log_name: str = "SoftQLambda",
+        reset_num_timesteps: bool = True,
+        progress_bar: bool = False,
+    ) -> SelfSoftQLambda:
+        return super().learn(
+            total_timesteps=total_timesteps,
+            callback=callback,
+            log_interval=log_interval,
+            tb_log_name=tb_log_name,
+            reset_num_timesteps=reset_num_timesteps,
+            progress_bar=progress_bar,
+        )
+
+    def _excluded_save_params(self) -> list[str]:
+        return [*super()._excluded_save_params(), "_last_trace_inputs"]

@@ -1,0 +1,132 @@
+import csv
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch as th
+from stable_baselines3 import PPO
+from stable_baselines3.common.callbacks import CheckpointCallback, EvalCallback
+from stable_baselines3.common.env_util import make_vec_env
+from stable_baselines3.common.envs import FakeImageEnv, SimpleMultiObsEnv
+from stable_baselines3.common.logger import configure
+from stable_baselines3.common.vec_env import VecNormalize
+
+from sb3_softq import SoftQ, SoftQLambda
+
+ALGOS = [SoftQ, SoftQLambda]
+FAST = dict(learning_starts=100, buffer_size=2_000, batch_size=16, target_update_interval=50, policy_kwargs=dict(net_arch=[16]))
+
+
+@pytest.mark.parametrize("model_class", ALGOS)
+@pytest.mark.parametrize("n_envs", [1, 4])
+@pytest.mark.parametrize("n_critics", [1, 2])
+@pytest.mark.parametrize("ent_coef", [0.1, "auto", "auto_0.5"])
+def test_mlp(model_class: type[SoftQ], n_envs: int, n_critics: int, ent_coef: float | str) -> None:
+    env = make_vec_env("CartPole-v1", n_envs=n_envs, seed=0)
+    model = model_class("MlpPolicy", env, n_critics=n_critics, ent_coef=ent_coef, seed=0, **FAST)
+    model.learn(400)
+    assert len(model.policy.q_nets) == n_critics
+    assert model.policy.ent_coef.item() > 0
+    if isinstance(ent_coef, str):
+        # The temperature was learned
+        assert model.policy.ent_coef.item() != pytest.approx(0.5 if ent_coef == "auto_0.5" else 1.0)
+    else:
+        assert model.policy.ent_coef.item() == pytest.approx(ent_coef)
+
+
+@pytest.mark.parametrize("model_class", ALGOS)
+def test_cnn(model_class: type[SoftQ]) -> None:
+    env = FakeImageEnv(screen_height=40, screen_width=40, n_channels=1, discrete=True)
+    kwargs = {**FAST, "buffer_size": 300, "policy_kwargs": dict(features_extractor_kwargs=dict(features_dim=32))}
+    model = model_class("CnnPolicy", env, seed=0, **kwargs)
+    model.learn(150)
+
+
+@pytest.mark.parametrize("model_class", ALGOS)
+def test_multi_input(model_class: type[SoftQ]) -> None:
+    env = SimpleMultiObsEnv(random_start=False)
+    kwargs = {**FAST, "policy_kwargs": dict(net_arch=[16], features_extractor_kwargs=dict(cnn_output_dim=16))}
+    model = model_class("MultiInputPolicy", env, seed=0, **kwargs)
+    model.learn(250)
+    obs, _ = env.reset()
+    action, _ = model.predict(obs, deterministic=True)
+    assert env.action_space.contains(int(action))
+
+
+@pytest.mark.parametrize("model_class", ALGOS)
+def test_vec_normalize(model_class: type[SoftQ]) -> None:
+    env = VecNormalize(make_vec_env("CartPole-v1", n_envs=2, seed=0), gamma=0.99)
+    model_class("MlpPolicy", env, seed=0, **FAST).learn(300)
+
+
+@pytest.mark.parametrize("model_class", ALGOS)
+@pytest.mark.parametrize("prior", ["uniform", "vector", "callable", "sb3_policy"])
+def test_reference_policies(model_class: type[SoftQ], prior: str) -> None:
+    env = gym.make("CartPole-v1")
+    calls = []
+
+    def state_dependent(obs: th.Tensor) -> th.Tensor:
+        calls.append(len(obs))
+        logits = th.stack([obs[:, 2], -obs[:, 2]], dim=1)  # lean towards the side the pole falls to
+        return th.log_softmax(logits, dim=1)
+
+    reference = {
+        "uniform": None,
+        "vector": [0.3, 0.7],
+        "callable": state_dependent,
+        "sb3_policy": PPO("MlpPolicy", env, n_steps=64, batch_size=32, policy_kwargs=dict(net_arch=[8]), seed=0),
+    }[prior]
+    model = model_class("MlpPolicy", env, reference_policy=reference, seed=0, **FAST)
+    model.learn(300)
+    if prior == "callable":
+        assert calls, "the state-dependent prior was never used"
+    obs, _ = env.reset(seed=1)
+    model.predict(obs, deterministic=False)
+
+
+@pytest.mark.parametrize("model_class", ALGOS)
+def test_callbacks_progress_bar_and_logged_keys(model_class: type[SoftQ], tmp_path) -> None:
+    env = make_vec_env("CartPole-v1", n_envs=1, seed=0)
+    model = model_class("MlpPolicy", env, seed=0, **FAST)
+    model.set_logger(configure(str(tmp_path / "log"), ["csv", "tensorboard"]))
+    eval_callback = EvalCallback(make_vec_env("CartPole-v1", n_envs=1), eval_freq=200, n_eval_episodes=2)
+    checkpoint = CheckpointCallback(save_freq=250, save_path=str(tmp_path / "ckpt"))
+    model.learn(600, callback=[eval_callback, checkpoint], progress_bar=True, log_interval=1)
+    assert eval_callback.last_mean_reward > 0
+    assert list((tmp_path / "ckpt").glob("*.zip"))
+    with open(tmp_path / "log" / "progress.csv") as handle:
+        keys = set(next(csv.reader(handle)))
+    expected = {"train/loss", "train/ent_coef", "train/entropy", "train/kl_to_reference", "train/q_mean", "train/n_updates"}
+    if model_class is SoftQLambda:
+        expected |= {"train/mean_trace_coef", "train/effective_trace_length", "train/cut_fraction"}
+    assert expected <= keys, expected - keys
+    assert list((tmp_path / "log").glob("events.out.tfevents*"))
+
+
+@pytest.mark.parametrize("model_class", ALGOS)
+def test_exploration_mixing(model_class: type[SoftQ]) -> None:
+    """epsilon-mixing on top of Boltzmann sampling; behaviour probabilities include it."""
+    model = model_class(
+        "MlpPolicy", "CartPole-v1", exploration_initial_eps=1.0, exploration_final_eps=0.5, seed=0, **FAST
+    )
+    model.learn(300)
+    assert 0.5 <= model.exploration_rate <= 1.0
+    assert model._last_behaviour_probs is not None
+    # mu = (1 - eps) pi_B + eps / |A| >= eps / 2
+    assert (model._last_behaviour_probs >= model.exploration_rate / 2 - 1e-6).all()
+
+
+def test_predict_deterministic_is_argmax_and_stochastic_samples_boltzmann() -> None:
+    model = SoftQ("MlpPolicy", "CartPole-v1", ent_coef=1.0, seed=0, **FAST)
+    obs = np.random.default_rng(0).normal(size=(512, 4)).astype(np.float32)
+    obs_tensor = th.as_tensor(obs)
+    with th.no_grad():
+        q_values = model.policy.q_values(obs_tensor)
+    actions, _ = model.predict(obs, deterministic=True)
+    np.testing.assert_array_equal(actions, q_values.argmax(dim=1).numpy())
+    # Stochastic: frequencies match pi_B on one state
+    single = np.repeat(obs[:1], 4000, axis=0)
+    sampled, _ = model.predict(single, deterministic=False)
+    with th.no_grad():
+        probs = model.policy.action_log_probs(th.as_tensor(obs[:1])).exp()[0].numpy()
+    assert abs(np.mean(sampled == 1) - probs[1]) < 0.03

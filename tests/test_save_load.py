@@ -1,0 +1,113 @@
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch as th
+from stable_baselines3.common.envs import IdentityEnv
+
+from sb3_softq import SoftQ, SoftQLambda
+
+ALGOS = [SoftQ, SoftQLambda]
+FAST = dict(learning_starts=50, buffer_size=1_000, batch_size=16, target_update_interval=50, policy_kwargs=dict(net_arch=[16]))
+DEVICES = ["cpu", *(["cuda"] if th.cuda.is_available() else [])]
+
+
+def optimizer_tensors(optimizer: th.optim.Optimizer) -> list[th.Tensor]:
+    return [value for state in optimizer.state_dict()["state"].values() for value in state.values() if th.is_tensor(value)]
+
+
+@pytest.mark.parametrize("model_class", ALGOS)
+@pytest.mark.parametrize("ent_coef", [0.2, "auto"])
+@pytest.mark.parametrize("device", DEVICES)
+def test_save_load(tmp_path, model_class: type[SoftQ], ent_coef: float | str, device: str) -> None:
+    env = IdentityEnv(5)
+    model = model_class("MlpPolicy", env, ent_coef=ent_coef, n_critics=2, seed=0, device=device, **FAST)
+    model.learn(300)
+    observations = np.arange(5)
+    actions, _ = model.predict(observations, deterministic=True)
+    params = {name: value.detach().clone() for name, value in model.policy.state_dict().items()}
+    optim_state = [value.clone() for value in optimizer_tensors(model.policy.optimizer)]
+
+    model.save(tmp_path / "model.zip")
+    del model
+    for load_device in DEVICES:
+        loaded = model_class.load(tmp_path / "model.zip", env=env, device=load_device)
+        np.testing.assert_array_equal(loaded.predict(observations, deterministic=True)[0], actions)
+        for name, value in loaded.policy.state_dict().items():
+            th.testing.assert_close(value.cpu(), params[name].cpu(), msg=name)
+        for value, expected in zip(optimizer_tensors(loaded.policy.optimizer), optim_state, strict=True):
+            th.testing.assert_close(value.cpu(), expected.cpu())
+        assert loaded.ent_coef == ent_coef
+        assert loaded.n_critics == 2
+        if ent_coef == "auto":
+            assert loaded.ent_coef_optimizer is not None
+            assert optimizer_tensors(loaded.ent_coef_optimizer), "the temperature optimizer state was not restored"
+            assert loaded.policy.log_ent_coef.requires_grad
+            assert loaded.ent_coef_optimizer.param_groups[0]["params"][0] is loaded.policy.log_ent_coef
+        # Training continues, temperature included
+        before = loaded.policy.ent_coef.item()
+        loaded.learn(200, reset_num_timesteps=False)
+        assert (loaded.policy.ent_coef.item() != before) == (ent_coef == "auto")
+
+
+@pytest.mark.parametrize("model_class", ALGOS)
+def test_policy_save_load(tmp_path, model_class: type[SoftQ]) -> None:
+    model = model_class("MlpPolicy", IdentityEnv(4), ent_coef=0.3, reference_policy=[0.1, 0.2, 0.3, 0.4], seed=0, **FAST)
+    model.learn(100)
+    model.policy.save(tmp_path / "policy.pth")
+    policy = type(model.policy).load(tmp_path / "policy.pth")
+    obs = th.arange(4)
+    th.testing.assert_close(policy.action_log_probs(obs), model.policy.action_log_probs(obs))
+
+
+@pytest.mark.parametrize("model_class", ALGOS)
+def test_replay_buffer_round_trip(tmp_path, model_class: type[SoftQ]) -> None:
+    model = model_class("MlpPolicy", "CartPole-v1", seed=0, **FAST)
+    model.learn(300)
+    model.save_replay_buffer(tmp_path / "buffer.pkl")
+    old_buffer = model.replay_buffer
+    model.load_replay_buffer(tmp_path / "buffer.pkl")
+    assert model.replay_buffer is not old_buffer
+    assert model.replay_buffer.size() == old_buffer.size()
+    np.random.seed(3)
+    new_samples = model.replay_buffer.sample(8)
+    np.random.seed(3)
+    old_samples = old_buffer.sample(8)
+    for new, old in zip(new_samples, old_samples, strict=True):
+        if th.is_tensor(new):
+            th.testing.assert_close(new, old, equal_nan=True)
+    model.learn(100, reset_num_timesteps=False)
+
+
+@pytest.mark.parametrize("model_class", ALGOS)
+def test_state_dependent_prior_must_be_passed_again(tmp_path, model_class: type[SoftQ]) -> None:
+    def prior(obs: th.Tensor) -> th.Tensor:
+        return th.log_softmax(th.stack([obs[:, 0], -obs[:, 0]], dim=1), dim=1)
+
+    model = model_class("MlpPolicy", "CartPole-v1", reference_policy=prior, seed=0, **FAST)
+    model.learn(100)
+    obs = gym.make("CartPole-v1").reset(seed=0)[0]
+    expected = model.predict(obs, deterministic=True)[0]
+    model.save(tmp_path / "model.zip")
+
+    with pytest.warns(UserWarning, match="reference_policy"):
+        without_prior = model_class.load(tmp_path / "model.zip")
+    with pytest.raises(ValueError, match="reference_policy=prior"):
+        without_prior.predict(obs, deterministic=True)
+
+    with_prior = model_class.load(tmp_path / "model.zip", reference_policy=prior)
+    assert with_prior.predict(obs, deterministic=True)[0] == expected
+
+
+@pytest.mark.parametrize("model_class", ALGOS)
+def test_deterministic_training(model_class: type[SoftQ]) -> None:
+    """Same seed -> same actions, same parameters."""
+    results = []
+    for _ in range(2):
+        model = model_class("MlpPolicy", "CartPole-v1", seed=0, **FAST)
+        model.learn(300)
+        obs = np.random.default_rng(0).normal(size=(20, 4)).astype(np.float32)
+        th.manual_seed(0)
+        results.append((model.predict(obs, deterministic=False)[0], model.policy.state_dict()))
+    np.testing.assert_array_equal(results[0][0], results[1][0])
+    for name, value in results[0][1].items():
+        th.testing.assert_close(value, results[1][1][name])
