@@ -8,7 +8,7 @@ from gymnasium import spaces
 from stable_baselines3.common.buffers import NStepReplayBuffer, ReplayBuffer
 from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 from stable_baselines3.common.policies import BasePolicy
-from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, PyTorchObs, ReplayBufferSamples, Schedule
+from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, PyTorchObs, Schedule
 from stable_baselines3.common.utils import LinearSchedule, get_parameters_by_name, polyak_update
 from torch.nn import functional as F
 
@@ -340,11 +340,10 @@ class SoftQ(OffPolicyAlgorithm):
         Online Q-values and one-step soft targets :math:`y = r + \\gamma(1 - \\mathrm{terminated})V(s')` for a batch of
         transitions (SB3's ``dones`` here exclude time-limit truncations, which bootstrap).
 
-        :param replay_data: samples from SB3's replay buffer
+        :param replay_data: samples from SB3's replay buffer (``ReplayBufferSamples`` or ``DictReplayBufferSamples``)
         :param ent_coef: temperature
         :return: what to regress
         """
-        assert isinstance(replay_data, ReplayBufferSamples)
         with th.no_grad():
             next_q_values = self.policy.target_q_values(replay_data.next_observations)
             next_values = soft_value(next_q_values, ent_coef, self.policy.log_prior(replay_data.next_observations))

@@ -1,0 +1,132 @@
+"""
+Training speed of SoftQ and SoftQLambda against SB3's DQN, measured in one run on the same machine.
+
+Two tables:
+
+1. Training throughput (environment steps per second of ``learn()``), same network, batch size, ``train_freq`` and
+   ``gradient_steps`` for every algorithm (SoftQLambda's batch is ``batch_size / sequence_length`` sequences, so that
+   each gradient step regresses the same number of TD targets).
+2. Time per gradient step per TD target: ``train()`` on a filled replay buffer, DQN with a batch of ``B*T``
+   transitions against SoftQLambda with ``B`` windows of ``T`` steps (``B*T`` targets), for every trace.
+
+Usage::
+
+    python benchmarks/bench_speed.py [--device cpu] [--repeats 3] [--steps 20000] [--json results.json]
+"""
+
+import argparse
+import json
+import platform
+import time
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import stable_baselines3
+import torch as th
+from stable_baselines3 import DQN
+from stable_baselines3.common.base_class import BaseAlgorithm
+from stable_baselines3.common.logger import configure
+
+import sb3_softq
+from sb3_softq import SoftQ, SoftQLambda
+
+ENV_ID = "CartPole-v1"
+NET_ARCH = [64, 64]
+
+
+def common_kwargs(device: str, batch_size: int) -> dict[str, Any]:
+    return dict(
+        learning_rate=1e-3,
+        buffer_size=50_000,
+        learning_starts=1_000,
+        batch_size=batch_size,
+        train_freq=4,
+        gradient_steps=1,
+        target_update_interval=500,
+        policy_kwargs=dict(net_arch=NET_ARCH),
+        device=device,
+        seed=0,
+    )
+
+
+def make_models(device: str, targets_per_step: int, sequence_length: int) -> dict[str, Callable[[], BaseAlgorithm]]:
+    kwargs = common_kwargs(device, targets_per_step)
+    lambda_kwargs = {**kwargs, "batch_size": targets_per_step // sequence_length, "sequence_length": sequence_length}
+    models: dict[str, Callable[[], BaseAlgorithm]] = {
+        "DQN": lambda: DQN("MlpPolicy", ENV_ID, **kwargs),
+        "SoftQ": lambda: SoftQ("MlpPolicy", ENV_ID, ent_coef=0.05, **kwargs),
+        "SoftQ (auto temperature)": lambda: SoftQ("MlpPolicy", ENV_ID, ent_coef="auto", **kwargs),
+    }
+    for trace in ("tree_backup", "retrace"):
+        models[f"SoftQLambda ({trace})"] = lambda trace=trace: SoftQLambda(  # type: ignore[misc]
+            "MlpPolicy", ENV_ID, ent_coef=0.05, trace=trace, **lambda_kwargs
+        )
+    return models
+
+
+def throughput(make: Callable[[], BaseAlgorithm], steps: int) -> float:
+    model = make()
+    model.set_logger(configure(None, [""]))
+    model.learn(model.learning_starts)  # type: ignore[attr-defined]
+    start = time.perf_counter()
+    model.learn(steps, reset_num_timesteps=False)
+    return steps / (time.perf_counter() - start)
+
+
+def seconds_per_target(make: Callable[[], BaseAlgorithm], gradient_steps: int) -> float:
+    model = make()
+    model.set_logger(configure(None, [""]))
+    model.learn(5_000)  # fills the buffer and warms up
+    batch_size = model.batch_size  # type: ignore[attr-defined]
+    targets = batch_size * getattr(model, "sequence_length", 1)
+    model.train(gradient_steps=10, batch_size=batch_size)  # type: ignore[attr-defined]
+    if th.cuda.is_available():
+        th.cuda.synchronize()
+    start = time.perf_counter()
+    model.train(gradient_steps=gradient_steps, batch_size=batch_size)  # type: ignore[attr-defined]
+    if th.cuda.is_available():
+        th.cuda.synchronize()
+    return (time.perf_counter() - start) / (gradient_steps * targets)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--steps", type=int, default=20_000, help="environment steps timed per throughput run")
+    parser.add_argument("--gradient-steps", type=int, default=300, help="gradient steps timed per train() run")
+    parser.add_argument("--targets", type=int, default=256, help="TD targets per gradient step (B*T)")
+    parser.add_argument("--sequence-length", type=int, default=8)
+    parser.add_argument("--json", default=None, help="write the results to this JSON file")
+    args = parser.parse_args()
+    th.set_num_threads(1)
+
+    models = make_models(args.device, args.targets, args.sequence_length)
+    results: dict[str, dict[str, list[float]]] = {name: {"steps_per_s": [], "us_per_target": []} for name in models}
+    # Interleave algorithms across repeats so that machine noise affects them alike
+    for _ in range(args.repeats):
+        for name, make in models.items():
+            results[name]["steps_per_s"].append(throughput(make, args.steps))
+            results[name]["us_per_target"].append(1e6 * seconds_per_target(make, args.gradient_steps))
+
+    dqn_fps = float(np.median(results["DQN"]["steps_per_s"]))
+    dqn_us = float(np.median(results["DQN"]["us_per_target"]))
+    print(f"{ENV_ID}, net_arch={NET_ARCH}, {args.targets} TD targets per gradient step, device={args.device}, ")
+    print(f"median of {args.repeats} interleaved repeats; torch {th.__version__}, SB3 {stable_baselines3.__version__}, ")
+    print(f"sb3_softq {sb3_softq.__version__}, {platform.processor() or platform.machine()}, torch threads=1\n")
+    print("| algorithm | env steps/s | ratio to DQN | µs per TD target (train) | ratio to DQN |")
+    print("| --- | ---: | ---: | ---: | ---: |")
+    summary = {}
+    for name, values in results.items():
+        fps = float(np.median(values["steps_per_s"]))
+        us = float(np.median(values["us_per_target"]))
+        summary[name] = {"steps_per_s": fps, "fps_ratio_to_dqn": fps / dqn_fps, "us_per_target": us, "time_ratio_to_dqn": us / dqn_us}
+        print(f"| {name} | {fps:.0f} | {fps / dqn_fps:.2f}x | {us:.2f} | {us / dqn_us:.2f}x |")
+    if args.json:
+        with open(args.json, "w") as handle:
+            json.dump({"args": vars(args), "torch": th.__version__, "results": summary, "raw": results}, handle, indent=2)
+
+
+if __name__ == "__main__":
+    main()

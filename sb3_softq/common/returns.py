@@ -1,0 +1,373 @@
+"""
+Multi-step soft returns: Soft Q(λ), Soft Tree Backup and friends, as pure, batch-first functions.
+
+Every multi-step variant of the Soft Q(λ) paper is one backward recursion over a window ``k = 0 .. T-1`` of
+consecutive steps (paper §3 and appendices 1-2):
+
+.. math::
+
+    G_k = r_k + \\gamma (1 - d_k) \\left[ V(s_{k+1}) + c_{k+1} \\left( G_{k+1} - Q(s_{k+1}, a_{k+1}) \\right) \\right]
+
+where :math:`d_k` is ``terminated``, :math:`V` the soft value and :math:`c_{k+1}` a trace coefficient. The trace
+is cut (:math:`c = 0`, i.e. :math:`G_k = r_k + \\gamma (1 - d_k) V(s_{k+1})`) at the last step of the window and
+wherever the episode ends (terminated or truncated). Equivalently, with the one-step soft TD errors
+:math:`\\delta_k = r_k + \\gamma (1 - d_k) V(s_{k+1}) - Q(s_k, a_k)` (paper eq. 36, 46):
+
+.. math::
+
+    G_t - Q(s_t, a_t) = \\sum_{k \\ge t} \\Big( \\prod_{i=t+1}^{k} \\gamma (1 - d_{i-1}) c_i \\Big) \\delta_k
+
+The choice of :math:`c` selects the algorithm (:func:`soft_trace_coefficients`); :func:`general_off_policy_returns`
+runs the recursion for any coefficients, and :func:`soft_lambda_returns` puts the two together from raw
+(target-network) action values.
+
+Time indexing: position ``k`` of every ``[batch, time]`` input describes the transition
+:math:`(s_k, a_k, r_k, s_{k+1})`, so ``next_*`` quantities and ``trace_coefs[:, k]`` refer to :math:`s_{k+1}`
+and :math:`a_{k+1}` (paper :math:`c_{k+1}`).
+"""
+
+from typing import Literal
+
+import torch as th
+
+from sb3_softq.common.soft import boltzmann_log_probs, soft_value
+
+TraceName = Literal["tree_backup", "boltzmann", "importance_sampling", "retrace"]
+
+#: The trace coefficients understood by :func:`soft_trace_coefficients` and :func:`soft_lambda_returns`.
+TRACES: tuple[str, ...] = ("tree_backup", "boltzmann", "importance_sampling", "retrace")
+
+#: Traces built from a ratio :math:`\\pi_B / \\mu` and therefore needing ``next_behaviour_probs``.
+TRACES_NEEDING_BEHAVIOUR_PROBS: tuple[str, ...] = ("importance_sampling", "retrace")
+
+#: Windows shorter than this use the reverse time loop, longer ones (this length included) the doubling scan.
+#: Measured on CPU by ``benchmarks/bench_returns.py`` (see ``benchmarks/results/returns_cpu.md``).
+SCAN_MIN_LENGTH = 24
+
+
+def _check_shape(name: str, tensor: th.Tensor, shape: tuple[int, ...], expected: str) -> None:
+    if tuple(tensor.shape) != shape:
+        raise ValueError(f"`{name}` must have shape {expected} = {shape}, got {tuple(tensor.shape)}")
+
+
+def _check_trace(trace: str) -> None:
+    if trace not in TRACES:
+        raise ValueError(f"Unknown `trace` {trace!r}: allowed values are {', '.join(map(repr, TRACES))}")
+
+
+def _check_trace_lambda(trace_lambda: float) -> None:
+    if not 0.0 <= float(trace_lambda) <= 1.0:
+        raise ValueError(f"`trace_lambda` must be in [0, 1], got {trace_lambda}")
+
+
+def _check_ent_coef(ent_coef: float | th.Tensor) -> None:
+    if isinstance(ent_coef, th.Tensor):
+        if ent_coef.dim() != 0:
+            raise ValueError(f"`ent_coef` must be a float or a 0-d tensor, got a tensor of shape {tuple(ent_coef.shape)}")
+        # The value of a tensor is not checked: reading it would synchronise with the device.
+    elif not float(ent_coef) > 0.0:
+        raise ValueError(f"`ent_coef` (the temperature tau) must be > 0, got {ent_coef}")
+
+
+def _gather_actions(values: th.Tensor, actions: th.Tensor) -> th.Tensor:
+    """
+    ``values[b, t, actions[b, t]]``, safe for any ``actions`` (they are clamped to ``[0, n_actions)``).
+
+    Actions are arbitrary where the trace is cut (padding, the step after an episode end); clamping keeps
+    ``gather`` from failing there (a device-side assert on CUDA) while leaving valid actions unchanged.
+    """
+    index = actions.long().clamp(0, values.shape[-1] - 1).unsqueeze(-1)
+    return values.gather(-1, index).squeeze(-1)
+
+
+def _reverse_recurrence_loop(base: th.Tensor, coefs: th.Tensor) -> th.Tensor:
+    """
+    Solve :math:`G_k = b_k + a_k G_{k+1}` (:math:`G_T = 0`) with a reverse loop over time.
+
+    :param base: :math:`b`, ``[batch, time]``
+    :param coefs: :math:`a`, ``[batch, time]`` (the last column is not used)
+    :return: :math:`G`, ``[batch, time]``
+    """
+    n_steps = base.shape[-1]
+    g = base[:, -1]
+    returns = [g]
+    for k in range(n_steps - 2, -1, -1):
+        g = th.addcmul(base[:, k], coefs[:, k], g)
+        returns.append(g)
+    returns.reverse()
+    return th.stack(returns, dim=-1)
+
+
+def _reverse_recurrence_scan(base: th.Tensor, coefs: th.Tensor) -> th.Tensor:
+    """
+    Solve :math:`G_k = b_k + a_k G_{k+1}` (:math:`G_T = 0`) with a parallel (Hillis-Steele doubling) scan.
+
+    After the pass with stride :math:`s`, :math:`g_k = \\sum_{j=k}^{k+2s-1} (\\prod_{i=k}^{j-1} a_i) b_j` and
+    :math:`p_k = \\prod_{i=k}^{k+2s-1} a_i`; each pass combines :math:`g_k \\leftarrow g_k + p_k g_{k+s}` and
+    :math:`p_k \\leftarrow p_k p_{k+s}`, so :math:`\\lceil \\log_2 T \\rceil` passes give :math:`G`. Only
+    products are formed, never quotients, so coefficients equal to zero are exact.
+
+    :param base: :math:`b`, ``[batch, time]``
+    :param coefs: :math:`a`, ``[batch, time]`` (the last column is not used)
+    :return: :math:`G`, ``[batch, time]``
+    """
+    n_steps = base.shape[-1]
+    g, p = base, coefs
+    stride = 1
+    while stride < n_steps:
+        # Positions k >= T - stride have nothing left to add: G_{k+stride} = 0 beyond the window.
+        g = th.cat((th.addcmul(g[:, :-stride], p[:, :-stride], g[:, stride:]), g[:, -stride:]), dim=-1)
+        if 2 * stride < n_steps:
+            # p_k for k >= T - stride is never read again (the next stride is 2 * stride).
+            p = th.cat((p[:, :-stride] * p[:, stride:], p[:, -stride:]), dim=-1)
+        stride *= 2
+    return g
+
+
+def _solve_reverse_recurrence(base: th.Tensor, coefs: th.Tensor) -> th.Tensor:
+    """:math:`G_k = b_k + a_k G_{k+1}` with the implementation measured fastest for this window length."""
+    if base.shape[-1] >= SCAN_MIN_LENGTH:
+        return _reverse_recurrence_scan(base, coefs)
+    return _reverse_recurrence_loop(base, coefs)
+
+
+def _in_window_continues(continues: th.Tensor) -> th.Tensor:
+    """``continues`` as a bool mask, with the last time index set to ``False`` (the window ends there)."""
+    mask = continues if continues.dtype == th.bool else continues != 0
+    return th.cat((mask[:, :-1], th.zeros_like(mask[:, -1:])), dim=-1)
+
+
+def general_off_policy_returns(
+    rewards: th.Tensor,
+    next_values: th.Tensor,
+    next_action_values: th.Tensor,
+    trace_coefs: th.Tensor,
+    discounts: th.Tensor,
+    continues: th.Tensor,
+) -> th.Tensor:
+    """
+    General off-policy multi-step returns from state values, action values and trace coefficients.
+
+    For every time index ``k`` (backwards from the end of the window):
+
+    .. math::
+
+        G_k = r_k + \\gamma_k \\left[ V_{k+1} + \\mathrm{cont}_k \\, c_{k+1} \\left( G_{k+1} - Q_{k+1} \\right) \\right]
+
+    with :math:`\\gamma_k` = ``discounts[:, k]`` :math:`= \\gamma (1 - \\mathrm{terminated}_k)`,
+    :math:`V_{k+1}` = ``next_values[:, k]``, :math:`Q_{k+1}` = ``next_action_values[:, k]``
+    :math:`= Q(s_{k+1}, a_{k+1})` and :math:`c_{k+1}` = ``trace_coefs[:, k]``. Where ``continues`` is 0 (and
+    always at the last time index) the trace is cut: :math:`G_k = r_k + \\gamma_k V_{k+1}`. Cut positions are
+    masked (``where``), not multiplied, so non-finite coefficients there (e.g. a ratio with :math:`\\mu = 0` on
+    padding) do not leak into the returns. This is rlax's ``general_off_policy_returns_from_q_and_v``, batch-first.
+
+    :param rewards: :math:`r_k`, ``[batch, time]``
+    :param next_values: :math:`V(s_{k+1})`, ``[batch, time]``
+    :param next_action_values: :math:`Q(s_{k+1}, a_{k+1})`, ``[batch, time]`` (any finite value where the trace is cut)
+    :param trace_coefs: :math:`c_{k+1}`, ``[batch, time]``
+    :param discounts: :math:`\\gamma (1 - \\mathrm{terminated}_k)`, ``[batch, time]``
+    :param continues: ``[batch, time]``, bool or 0/1: whether step ``k + 1`` belongs to the same episode (and is
+        a valid step of the window); the value at the last time index is ignored
+    :return: the returns :math:`G_k`, ``[batch, time]``, in the dtype of ``next_values``
+    """
+    if rewards.dim() != 2:
+        raise ValueError(f"`rewards` must have shape [batch, time], got {tuple(rewards.shape)}")
+    shape = tuple(rewards.shape)
+    for name, tensor in (
+        ("next_values", next_values),
+        ("next_action_values", next_action_values),
+        ("trace_coefs", trace_coefs),
+        ("discounts", discounts),
+        ("continues", continues),
+    ):
+        _check_shape(name, tensor, shape, "[batch, time]")
+    dtype = next_values.dtype if next_values.is_floating_point() else th.get_default_dtype()
+    rewards, next_values, next_action_values, trace_coefs, discounts = (
+        tensor.to(dtype) for tensor in (rewards, next_values, next_action_values, trace_coefs, discounts)
+    )
+    # G_k = r_k + g_k V_{k+1} - a_k Q_{k+1} + a_k G_{k+1}, with a_k = g_k c_{k+1} where the trace continues, else 0.
+    coefs = discounts * th.where(_in_window_continues(continues), trace_coefs, th.zeros_like(trace_coefs))
+    base = rewards + discounts * next_values - coefs * next_action_values
+    return _solve_reverse_recurrence(base, coefs)
+
+
+def soft_trace_coefficients(
+    next_q_values: th.Tensor,
+    next_actions: th.Tensor,
+    trace_lambda: float,
+    ent_coef: float | th.Tensor,
+    trace: TraceName | str = "tree_backup",
+    next_log_prior: th.Tensor | None = None,
+    next_behaviour_probs: th.Tensor | None = None,
+) -> th.Tensor:
+    """
+    Trace coefficients :math:`c_{k+1}` of the Soft Q(λ) family, the one place that defines each ``trace``.
+
+    With :math:`\\pi_B(a|s) = \\mathrm{softmax}(Q(s, \\cdot)/\\tau + \\log\\bar\\pi(\\cdot|s))_a` the Boltzmann
+    policy, :math:`\\lambda` = ``trace_lambda`` and :math:`\\mu` = ``next_behaviour_probs``:
+
+    - ``"tree_backup"``: :math:`c = \\lambda \\pi_B(a_{k+1}|s_{k+1})`, Soft Tree Backup / off-policy Soft Q(λ)
+      (paper eq. 14, 17, 30-36, 45-48); unbiased for any behaviour policy.
+    - ``"boltzmann"``: :math:`c = \\lambda`, n-step soft Q-learning / Soft Q(λ) under the Boltzmann policy
+      (paper eq. 12, 15-16, 23, 43-44); unbiased only when the behaviour policy is :math:`\\pi_B`.
+    - ``"importance_sampling"``: :math:`c = \\lambda \\pi_B(a_{k+1}|s_{k+1}) / \\mu(a_{k+1}|s_{k+1})`,
+      per-decision importance sampling (paper eq. 25-27); unbiased, high variance.
+    - ``"retrace"``: :math:`c = \\lambda \\min(1, \\pi_B(a_{k+1}|s_{k+1}) / \\mu(a_{k+1}|s_{k+1}))`, soft Retrace
+      (Munos et al. 2016 applied to the soft backup; beyond the paper).
+
+    :param next_q_values: :math:`Q(s_{k+1}, \\cdot)`, ``[batch, time, n_actions]``
+    :param next_actions: :math:`a_{k+1}`, integer ``[batch, time]`` (``[batch, time, 1]`` is accepted); values
+        where the trace is cut are arbitrary (they are clamped into ``[0, n_actions)``)
+    :param trace_lambda: :math:`\\lambda \\in [0, 1]`
+    :param ent_coef: temperature :math:`\\tau > 0`, a float or a 0-d tensor
+    :param trace: one of ``"tree_backup"``, ``"boltzmann"``, ``"importance_sampling"``, ``"retrace"``
+    :param next_log_prior: :math:`\\log\\bar\\pi(\\cdot|s_{k+1})`, ``[batch, time, n_actions]``; ``None`` for uniform
+    :param next_behaviour_probs: :math:`\\mu(a_{k+1}|s_{k+1})`, ``[batch, time]``; required for
+        ``"importance_sampling"`` and ``"retrace"``, ignored otherwise. Where it is 0 (padding) the
+        coefficient is not finite; :func:`general_off_policy_returns` masks those positions out.
+    :return: the trace coefficients :math:`c_{k+1}`, ``[batch, time]``
+    """
+    _check_trace(trace)
+    _check_trace_lambda(trace_lambda)
+    _check_ent_coef(ent_coef)
+    if next_q_values.dim() != 3:
+        raise ValueError(f"`next_q_values` must have shape [batch, time, n_actions], got {tuple(next_q_values.shape)}")
+    batch_time = tuple(next_q_values.shape[:2])
+    if next_actions.dim() == 3 and next_actions.shape[-1] == 1:
+        next_actions = next_actions.squeeze(-1)
+    _check_shape("next_actions", next_actions, batch_time, "[batch, time]")
+    if next_log_prior is not None:
+        _check_shape("next_log_prior", next_log_prior, tuple(next_q_values.shape), "[batch, time, n_actions]")
+
+    if trace == "boltzmann":
+        return th.full(batch_time, float(trace_lambda), dtype=next_q_values.dtype, device=next_q_values.device)
+
+    log_probs = boltzmann_log_probs(next_q_values, ent_coef, next_log_prior)
+    policy_probs = _gather_actions(log_probs, next_actions).exp()
+    if trace == "tree_backup":
+        return trace_lambda * policy_probs
+
+    if next_behaviour_probs is None:  # the remaining traces are TRACES_NEEDING_BEHAVIOUR_PROBS
+        raise ValueError(
+            f"trace={trace!r} needs `next_behaviour_probs` (mu(a_{{k+1}}|s_{{k+1}}), shape [batch, time]); "
+            "use trace='tree_backup' or 'boltzmann' when behaviour probabilities were not stored"
+        )
+    _check_shape("next_behaviour_probs", next_behaviour_probs, batch_time, "[batch, time]")
+    ratios = policy_probs / next_behaviour_probs.to(policy_probs.dtype)
+    if trace == "importance_sampling":
+        return trace_lambda * ratios
+    return trace_lambda * ratios.clamp(max=1.0)  # retrace
+
+
+def soft_lambda_returns(
+    rewards: th.Tensor,
+    next_q_values: th.Tensor,
+    next_actions: th.Tensor,
+    terminated: th.Tensor,
+    continues: th.Tensor,
+    gamma: float,
+    trace_lambda: float,
+    ent_coef: float | th.Tensor,
+    trace: TraceName | str = "tree_backup",
+    next_log_prior: th.Tensor | None = None,
+    next_behaviour_probs: th.Tensor | None = None,
+) -> th.Tensor:
+    """
+    Soft Q(λ) targets: multi-step soft returns for every position of a batch of windows.
+
+    .. math::
+
+        G_k = r_k + \\gamma (1 - d_k) \\left[ V(s_{k+1}) + c_{k+1} \\left( G_{k+1} - Q(s_{k+1}, a_{k+1}) \\right) \\right]
+
+    with :math:`V(s) = \\tau \\log \\sum_a \\bar\\pi(a|s) e^{Q(s,a)/\\tau}` (:func:`~sb3_softq.common.soft.soft_value`),
+    :math:`c_{k+1}` from :func:`soft_trace_coefficients` and the trace cut (:math:`G_k = r_k + \\gamma (1 - d_k)
+    V(s_{k+1})`) where ``continues`` is 0 and at the last step of the window. Special cases: ``trace_lambda=0``
+    (or ``time=1``) is one-step soft Q-learning, :math:`r_k + \\gamma (1 - d_k) V(s_{k+1})` (paper eq. 10-11);
+    ``trace_lambda=1`` with ``"tree_backup"`` over a window of n steps is the n-step Soft Tree Backup return
+    :math:`G_{t:t+n}` (paper eq. 17); for :math:`\\lambda < 1` it is the mixture
+    :math:`(1 - \\lambda) \\sum_n \\lambda^{n-1} G^{(n)}` of n-step returns (paper eq. 37).
+    All inputs are expected from target networks, without gradient; any device and floating dtype.
+
+    :param rewards: :math:`r_k`, ``[batch, time]``
+    :param next_q_values: :math:`Q(s_{k+1}, \\cdot)`, ``[batch, time, n_actions]`` (``s_{k+1}`` is the true final
+        observation where the episode ended)
+    :param next_actions: :math:`a_{k+1}`, integer ``[batch, time]`` (``[batch, time, 1]`` is accepted); arbitrary
+        where ``continues`` is 0
+    :param terminated: ``[batch, time]``, bool or 0/1: the episode terminated at step ``k`` (no bootstrap)
+    :param continues: ``[batch, time]``, bool or 0/1: step ``k + 1`` is in the same episode and in the window;
+        0 where the episode terminated or was truncated; the value at the last time index is ignored
+    :param gamma: discount factor :math:`\\gamma \\in [0, 1]`
+    :param trace_lambda: :math:`\\lambda \\in [0, 1]`
+    :param ent_coef: temperature :math:`\\tau > 0`, a float or a 0-d tensor
+    :param trace: one of ``"tree_backup"`` (default), ``"boltzmann"``, ``"importance_sampling"``, ``"retrace"``
+        (see :func:`soft_trace_coefficients`)
+    :param next_log_prior: :math:`\\log\\bar\\pi(\\cdot|s_{k+1})`, ``[batch, time, n_actions]``; ``None`` for uniform
+    :param next_behaviour_probs: :math:`\\mu(a_{k+1}|s_{k+1})`, ``[batch, time]``, the behaviour probability of
+        the stored next action; required for ``"importance_sampling"`` and ``"retrace"``
+    :return: the returns :math:`G_k`, ``[batch, time]``, in the dtype of ``next_q_values``
+    """
+    if not 0.0 <= float(gamma) <= 1.0:
+        raise ValueError(f"`gamma` must be in [0, 1], got {gamma}")
+    if next_q_values.dim() != 3:
+        raise ValueError(f"`next_q_values` must have shape [batch, time, n_actions], got {tuple(next_q_values.shape)}")
+    batch_time = tuple(next_q_values.shape[:2])
+    for name, tensor in (("rewards", rewards), ("terminated", terminated), ("continues", continues)):
+        _check_shape(name, tensor, batch_time, "[batch, time]")
+    if next_actions.dim() == 3 and next_actions.shape[-1] == 1:
+        next_actions = next_actions.squeeze(-1)
+
+    trace_coefs = soft_trace_coefficients(
+        next_q_values, next_actions, trace_lambda, ent_coef, trace, next_log_prior, next_behaviour_probs
+    )
+    next_values = soft_value(next_q_values, ent_coef, next_log_prior)
+    next_action_values = _gather_actions(next_q_values, next_actions)
+    discounts = gamma * (1.0 - terminated.to(next_q_values.dtype))
+    return general_off_policy_returns(rewards, next_values, next_action_values, trace_coefs, discounts, continues)
+
+
+def trace_diagnostics(trace_coefs: th.Tensor, continues: th.Tensor, valid: th.Tensor | None = None) -> dict[str, float]:
+    """
+    Summaries of the trace coefficients of a batch, for logging (``train/...``).
+
+    Here a continuing step is a (valid) position ``k`` whose trace continues to ``k + 1`` inside the window
+    (``continues[:, k]`` true and ``k < time - 1``), and :math:`\\hat c_k` = ``trace_coefs[:, k]`` where the
+    step continues, else 0.
+
+    - ``"mean_trace_coef"``: mean of :math:`c` over continuing steps.
+    - ``"effective_trace_length"``: mean over valid positions ``t`` of
+      :math:`L_t = \\sum_{k \\ge t} \\prod_{i=t}^{k-1} \\hat c_i` (in the paper's indexing
+      :math:`\\sum_{k \\ge t} \\prod_{i=t+1}^{k} c_i`), the number of steps a TD error reaches back with
+      discounting left out: 1 when every trace is cut, the remaining window length when every :math:`c = 1`.
+    - ``"cut_fraction"``: fraction of continuing steps with :math:`c < 0.05` (traces effectively cut).
+
+    The two means over continuing steps are 0.0 when there is none (e.g. windows of length 1).
+
+    :param trace_coefs: :math:`c_{k+1}`, ``[batch, time]``
+    :param continues: ``[batch, time]``, bool or 0/1, as for :func:`general_off_policy_returns`
+    :param valid: ``[batch, time]`` bool mask of valid positions; ``None`` when all are valid
+    :return: a dict of Python floats with the keys above
+    """
+    if trace_coefs.dim() != 2:
+        raise ValueError(f"`trace_coefs` must have shape [batch, time], got {tuple(trace_coefs.shape)}")
+    shape = tuple(trace_coefs.shape)
+    _check_shape("continues", continues, shape, "[batch, time]")
+    valid_mask = th.ones(shape, dtype=th.bool, device=trace_coefs.device)
+    if valid is not None:
+        _check_shape("valid", valid, shape, "[batch, time]")
+        valid_mask = valid if valid.dtype == th.bool else valid != 0
+    coefs = trace_coefs.detach().to(th.float32)  # float32: available on every device (float64 is not on MPS)
+    continuing = _in_window_continues(continues) & valid_mask
+    kept = th.where(continuing, coefs, th.zeros_like(coefs))
+    # L_t = 1 + c_t L_{t+1}: the same reverse recurrence as the returns.
+    lengths = _solve_reverse_recurrence(th.ones_like(kept), kept)
+
+    n_continuing = continuing.sum()
+    n_valid = valid_mask.sum()
+    mean_trace_coef = kept.sum() / n_continuing.clamp(min=1)
+    cut_fraction = (continuing & (coefs < 0.05)).sum() / n_continuing.clamp(min=1)
+    effective_trace_length = th.where(valid_mask, lengths, th.zeros_like(lengths)).sum() / n_valid.clamp(min=1)
+    return {
+        "mean_trace_coef": float(mean_trace_coef),
+        "effective_trace_length": float(effective_trace_length),
+        "cut_fraction": float(cut_fraction),
+    }
