@@ -1,0 +1,9 @@
+"""
+rl-zoo3 integration: ``python -m sb3_softq.zoo train --algo softq_lambda --env CartPole-v1``.
+
+Needs the ``zoo`` extra (``pip install sb3_softq[zoo]``).
+"""
+
+from sb3_softq.zoo.registration import ZOO_ALGOS, hyperparams_path, register
+
+__all__ = ["ZOO_ALGOS", "hyperparams_path", "register"]

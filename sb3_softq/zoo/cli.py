@@ -1,0 +1,184 @@
+"""
+Command line entry point: ``python -m sb3_softq.zoo <command> [rl-zoo3 flags]`` (or ``sb3-softq <command> ...``).
+
+It registers SoftQ and SoftQLambda in rl-zoo3 (see :func:`sb3_softq.zoo.register`) and then runs rl-zoo3's own
+script for ``<command>``, with rl-zoo3's flags unchanged.
+"""
+
+import contextlib
+import json
+import runpy
+import subprocess
+import sys
+import zipfile
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from rl_zoo3.utils import ALGOS
+from stable_baselines3.common.base_class import BaseAlgorithm
+
+from sb3_softq.zoo.registration import ZOO_ALGOS, register
+
+
+def _train() -> None:
+    from rl_zoo3.train import train
+
+    train()
+
+
+def _enjoy() -> None:
+    from rl_zoo3.enjoy import enjoy
+
+    with _minimal_replay_buffer():
+        enjoy()
+
+
+def _plot_train() -> None:
+    from rl_zoo3.plots import plot_train
+
+    plot_train()
+
+
+def _plot_from_file() -> None:
+    from rl_zoo3.plots import plot_from_file
+
+    plot_from_file()
+
+
+def _all_plots() -> None:
+    from rl_zoo3.plots import all_plots
+
+    all_plots()
+
+
+def _run_script(module: str) -> Callable[[], None]:
+    """
+    :param module: an rl-zoo3 module that is a script (its code runs under ``if __name__ == "__main__"``)
+    :return: a function running it in this process
+    """
+
+    def run() -> None:
+        with _minimal_replay_buffer():
+            runpy.run_module(module, run_name="__main__", alter_sys=True)
+
+    return run
+
+
+def _record_training() -> None:
+    # ``record_training`` records each model with ``subprocess.call(["python", "-m", "rl_zoo3.record_video", ...])``,
+    # a fresh interpreter in which our algorithms are not registered: send those calls through this entry point.
+    original_call = subprocess.call
+
+    def call(popenargs: Any, *args: Any, **kwargs: Any) -> int:
+        if isinstance(popenargs, list) and popenargs[1:3] == ["-m", "rl_zoo3.record_video"]:
+            popenargs = [sys.executable, "-m", "sb3_softq.zoo", "record_video", *popenargs[3:]]
+        return original_call(popenargs, *args, **kwargs)
+
+    subprocess.call = call  # type: ignore[assignment]
+    try:
+        runpy.run_module("rl_zoo3.record_training", run_name="__main__", alter_sys=True)
+    finally:
+        subprocess.call = original_call
+
+
+#: The commands, as rl-zoo3 names them (``rl_zoo3 <command>`` or ``python -m rl_zoo3.<command>``)
+COMMANDS: dict[str, Callable[[], None]] = {
+    "train": _train,
+    "enjoy": _enjoy,
+    "record_video": _run_script("rl_zoo3.record_video"),
+    "record_training": _record_training,
+    "plot_train": _plot_train,
+    "plot_from_file": _plot_from_file,
+    "all_plots": _all_plots,
+    "push_to_hub": _run_script("rl_zoo3.push_to_hub"),
+    "load_from_hub": _run_script("rl_zoo3.load_from_hub"),
+}
+
+
+def _n_envs(path: Any, env: Any) -> int:
+    """
+    :param path: path of a saved model
+    :param env: the environment it is loaded with, or ``None``
+    :return: the number of environments the loaded model will have (the environment's, or the saved one)
+    """
+    if env is not None:
+        return int(getattr(env, "num_envs", 1))
+    try:
+        path = str(path)
+        with zipfile.ZipFile(path if path.endswith(".zip") else f"{path}.zip") as archive:
+            return int(json.loads(archive.read("data"))["n_envs"])
+    except (OSError, KeyError, ValueError, TypeError, zipfile.BadZipFile):
+        # SB3 will report a file it cannot read; the default buffer is enough for a single environment
+        return 1
+
+
+def _for_inference(algo_class: type[BaseAlgorithm]) -> type[BaseAlgorithm]:
+    """
+    A stand-in for ``algo_class`` in ``ALGOS`` whose ``load()`` allocates a minimal replay buffer.
+
+    rl-zoo3's ``enjoy`` / ``record_video`` / ``push_to_hub`` pass ``buffer_size=1`` only to the off-policy
+    algorithms they know by name; any other algorithm would allocate its full replay buffer just to be evaluated.
+    Two steps per environment is the smallest buffer that every algorithm of this package accepts (a sequence
+    buffer needs at least two).
+
+    :param algo_class: the algorithm class
+    :return: a subclass whose ``load()`` returns a plain ``algo_class`` instance with a minimal buffer
+    """
+
+    def load(cls: type[BaseAlgorithm], path: Any, *args: Any, **kwargs: Any) -> BaseAlgorithm:
+        env = args[0] if len(args) > 0 else kwargs.get("env")
+        # Explicit arguments win
+        kwargs.setdefault("buffer_size", 2 * _n_envs(path, env))
+        kwargs.setdefault("optimize_memory_usage", False)
+        return algo_class.load(path, *args, **kwargs)
+
+    return type(algo_class.__name__, (algo_class,), {"load": classmethod(load), "__module__": algo_class.__module__})
+
+
+@contextlib.contextmanager
+def _minimal_replay_buffer() -> Iterator[None]:
+    """Within the block, loading one of our algorithms through ``ALGOS`` uses a minimal replay buffer."""
+    saved = {name: ALGOS[name] for name in ZOO_ALGOS}
+    ALGOS.update({name: _for_inference(algo_class) for name, algo_class in ZOO_ALGOS.items()})
+    try:
+        yield
+    finally:
+        ALGOS.update(saved)
+
+
+def _usage() -> str:
+    return (
+        "usage: python -m sb3_softq.zoo <command> [rl-zoo3 arguments]\n\n"
+        "Runs an rl-zoo3 script with the algorithms "
+        + ", ".join(ZOO_ALGOS)
+        + " registered.\n\ncommands: "
+        + ", ".join(COMMANDS)
+        + "\n\nexample: python -m sb3_softq.zoo train --algo softq_lambda --env CartPole-v1\n"
+        "Use `python -m sb3_softq.zoo <command> --help` for the arguments of a command."
+    )
+
+
+def main(argv: list[str] | None = None) -> None:
+    """
+    Register our algorithms in rl-zoo3 and run one of its commands.
+
+    :param argv: ``[<command>, <rl-zoo3 arguments>...]``; ``sys.argv[1:]`` when ``None``
+    """
+    args = sys.argv[1:] if argv is None else list(argv)
+    if len(args) == 0 or args[0] in ("-h", "--help"):
+        print(_usage())
+        return
+    command, *command_args = args
+    if command not in COMMANDS:
+        print(_usage(), file=sys.stderr)
+        raise SystemExit(f"Unknown command {command!r}, expected one of: {', '.join(COMMANDS)}")
+
+    # Must come before the command builds its ``--algo`` choices from ALGOS
+    register()
+    # rl-zoo3's scripts parse sys.argv
+    sys.argv = [f"sb3_softq.zoo {command}", *command_args]
+    COMMANDS[command]()
+
+
+if __name__ == "__main__":
+    main()

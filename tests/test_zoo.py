@@ -1,0 +1,327 @@
+"""rl-zoo3 integration: ``python -m sb3_softq.zoo`` train / enjoy / optimize / reload a trial / packaging."""
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import optuna
+import pytest
+import yaml
+
+pytest.importorskip("rl_zoo3")
+
+import rl_zoo3
+from rl_zoo3 import hyperparams_opt
+from rl_zoo3.exp_manager import ExperimentManager
+
+from sb3_softq import SoftQ, SoftQLambda
+from sb3_softq.zoo import ZOO_ALGOS, hyperparams_path, register
+from sb3_softq.zoo.cli import _minimal_replay_buffer, main
+from sb3_softq.zoo.samplers import HYPERPARAMS_CONVERTER, HYPERPARAMS_SAMPLER
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+ALGO_NAMES = ["softq", "softq_lambda"]
+ENV_ID = "CartPole-v1"
+
+# Small hyperparameters (rl-zoo3 ``-params``) so that a few hundred steps include some gradient steps
+SMALL_PARAMS = {
+    "softq": [
+        "learning_starts:100",
+        "buffer_size:1000",
+        "batch_size:16",
+        "train_freq:4",
+        "gradient_steps:1",
+        "target_update_interval:50",
+        "policy_kwargs:dict(net_arch=[16])",
+    ],
+    "softq_lambda": [
+        "learning_starts:100",
+        "buffer_size:1000",
+        "batch_size:4",
+        "sequence_length:4",
+        "train_freq:4",
+        "gradient_steps:1",
+        "target_update_interval:50",
+        "policy_kwargs:dict(net_arch=[16])",
+    ],
+}
+# For hyperparameter optimisation: only what the samplers do not sample
+SMALL_OPTIM_PARAMS = ["learning_starts:100", "buffer_size:1000"]
+
+
+def run_zoo(*args: str, cwd: Path, pythonpath: Path | None = None, timeout: float = 120) -> str:
+    """Run ``python -m sb3_softq.zoo <args>`` in ``cwd``, check that it succeeds and return its output."""
+    env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", MPLBACKEND="Agg")
+    if pythonpath is not None:
+        env["PYTHONPATH"] = str(pythonpath)
+    result = subprocess.run(
+        [sys.executable, "-m", "sb3_softq.zoo", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output
+    return output
+
+
+def load_yaml(path: Path) -> Any:
+    with open(path) as file:
+        return yaml.load(file, Loader=yaml.UnsafeLoader)
+
+
+def optimize_args(algo: str, storage: str, study_name: str, n_trials: int, seed: int) -> list[str]:
+    return [
+        "train", "--algo", algo, "--env", ENV_ID, "-f", "logs", "-optimize",
+        "--n-trials", str(n_trials), "-n", "200", "--n-evaluations", "1", "--eval-episodes", "1",
+        "--sampler", "random", "--pruner", "none", "--no-optim-plots", "--seed", str(seed),
+        "--storage", storage, "--study-name", study_name,
+        "-params", *SMALL_OPTIM_PARAMS,
+    ]  # fmt: skip
+
+
+def test_register_is_idempotent() -> None:
+    register()
+    register()
+    for name, algo_class in ZOO_ALGOS.items():
+        assert rl_zoo3.ALGOS[name] is algo_class
+        assert hyperparams_opt.HYPERPARAMS_SAMPLER[name] is HYPERPARAMS_SAMPLER[name]
+        assert hyperparams_opt.HYPERPARAMS_CONVERTER[name] is HYPERPARAMS_CONVERTER[name]
+    assert ZOO_ALGOS == {"softq": SoftQ, "softq_lambda": SoftQLambda}
+    # rl-zoo3's own algorithms are still there, and the ExperimentManager is wrapped once
+    assert "dqn" in rl_zoo3.ALGOS
+    assert ExperimentManager.__init__.__wrapped__.__name__ == "__init__"  # type: ignore[attr-defined]
+    assert not hasattr(ExperimentManager.__init__.__wrapped__, "__wrapped__")  # type: ignore[attr-defined]
+
+
+def test_cli_lists_our_algorithms(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setattr(sys, "argv", list(sys.argv))
+    with pytest.raises(SystemExit) as excinfo:
+        main(["train", "--help"])
+    assert excinfo.value.code == 0
+    help_text = capsys.readouterr().out
+    assert "softq_lambda" in help_text and "dqn" in help_text
+    with pytest.raises(SystemExit, match="Unknown command"):
+        main(["not_a_command"])
+
+
+@pytest.mark.parametrize("algo", ALGO_NAMES)
+def test_default_conf_file(algo: str, tmp_path: Path) -> None:
+    register()
+    manager = ExperimentManager(argparse.Namespace(), algo, ENV_ID, str(tmp_path))
+    assert manager.config == hyperparams_path(algo)
+    assert Path(manager.config).is_file()
+    hyperparams = load_yaml(Path(manager.config))
+    assert {"default", "atari", "CartPole-v1", "Acrobot-v1", "MountainCar-v0", "LunarLander-v3"} <= set(hyperparams)
+    # An explicit config file is kept, and other algorithms are untouched
+    assert ExperimentManager(argparse.Namespace(), algo, ENV_ID, str(tmp_path), config="my.yml").config == "my.yml"
+    dqn_config = ExperimentManager(argparse.Namespace(), "dqn", ENV_ID, str(tmp_path)).config
+    assert dqn_config == str(Path(rl_zoo3.__file__).parent / "hyperparams" / "dqn.yml")
+
+
+@pytest.mark.parametrize("algo", ALGO_NAMES)
+def test_hyperparams_files_build_models(algo: str) -> None:
+    """Every entry of the yml files (but Atari) is accepted by the algorithm's constructor."""
+    for env_id, hyperparams in load_yaml(Path(hyperparams_path(algo))).items():
+        if env_id in ("default", "atari"):
+            continue
+        kwargs = {key: value for key, value in hyperparams.items() if key not in ("n_timesteps", "policy")}
+        if "policy_kwargs" in kwargs:
+            kwargs["policy_kwargs"] = eval(kwargs["policy_kwargs"])
+        kwargs["buffer_size"] = 100
+        ZOO_ALGOS[algo](hyperparams["policy"], env_id, **kwargs)
+
+
+@pytest.mark.parametrize("algo", ALGO_NAMES)
+def test_samplers(algo: str) -> None:
+    """Sampled values come from ``trial.params`` only (``--trial-id`` reproduces them) and build a model."""
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0), direction="maximize")
+    seen_traces, seen_modes = set(), set()
+    for _ in range(12):
+        trial = study.ask()
+        sampled = HYPERPARAMS_SAMPLER[algo](trial, 0, 1, {"using_her_replay_buffer": False, "her_kwargs": {}})
+        assert sampled == HYPERPARAMS_CONVERTER[algo](dict(trial.params))
+        assert 0 < sampled["gamma"] < 1
+        assert sampled["gradient_steps"] >= 1
+        assert isinstance(sampled["policy_kwargs"]["net_arch"], list)
+        seen_modes.add(sampled["ent_coef"] == "auto")
+        if sampled["ent_coef"] == "auto":
+            assert 0 < sampled["target_entropy"] < 0.7
+        if algo == "softq_lambda":
+            seen_traces.add(sampled["trace"])
+            assert 0.5 <= sampled["trace_lambda"] <= 1
+        ZOO_ALGOS[algo]("MlpPolicy", ENV_ID, buffer_size=100, **sampled)
+        study.tell(trial, 0.0)
+    assert seen_modes == {True, False}
+    if algo == "softq_lambda":
+        assert len(seen_traces) > 1
+
+
+@pytest.mark.parametrize("algo", ALGO_NAMES)
+def test_enjoy_loads_with_minimal_buffer(algo: str, tmp_path: Path) -> None:
+    register()
+    model = ZOO_ALGOS[algo]("MlpPolicy", ENV_ID, buffer_size=10_000, learning_starts=10, policy_kwargs=dict(net_arch=[16]))
+    model.save(tmp_path / "model.zip")
+    with _minimal_replay_buffer():
+        loaded = rl_zoo3.ALGOS[algo].load(tmp_path / "model.zip")
+    assert type(loaded) is ZOO_ALGOS[algo]
+    assert rl_zoo3.ALGOS[algo] is ZOO_ALGOS[algo]
+    assert loaded.replay_buffer is not None
+    assert loaded.buffer_size == 2
+    assert loaded.replay_buffer.buffer_size <= 2
+    # Explicit arguments still win
+    with _minimal_replay_buffer():
+        assert rl_zoo3.ALGOS[algo].load(tmp_path / "model.zip", buffer_size=50).buffer_size == 50
+
+
+@pytest.mark.parametrize("algo", ALGO_NAMES)
+def test_train_then_enjoy(algo: str, tmp_path: Path) -> None:
+    output = run_zoo(
+        "train", "--algo", algo, "--env", ENV_ID, "-n", "300", "-f", "logs", "--seed", "0", "--eval-freq", "-1",
+        "-params", *SMALL_PARAMS[algo],
+        cwd=tmp_path,
+    )  # fmt: skip
+    # No -conf: the package's hyperparams/<algo>.yml
+    assert f"Loading hyperparameters from: {hyperparams_path(algo)}" in output
+    run_dir = tmp_path / "logs" / algo / f"{ENV_ID}_1"
+    assert (run_dir / f"{ENV_ID}.zip").is_file()
+    config = dict(load_yaml(run_dir / ENV_ID / "config.yml"))
+    assert config["learning_starts"] == 100
+    assert config["ent_coef"] == "auto"  # from the package's file
+    assert load_yaml(run_dir / ENV_ID / "args.yml")["conf_file"] is None
+
+    output = run_zoo(
+        "enjoy", "--algo", algo, "--env", ENV_ID, "-f", "logs", "--no-render", "-n", "50", "--seed", "0", cwd=tmp_path
+    )
+    assert f"Loading {Path('logs') / algo / f'{ENV_ID}_1' / f'{ENV_ID}.zip'}" in output
+
+
+@pytest.fixture(scope="module", params=ALGO_NAMES)
+def optimized_study(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> tuple[str, Path, str]:
+    """A two-trial optimisation stored in sqlite: (algo, folder, storage URL)."""
+    algo = request.param
+    folder = tmp_path_factory.mktemp(f"optimize_{algo}")
+    storage = f"sqlite:///{folder / 'study.db'}"
+    run_zoo(*optimize_args(algo, storage, "study", n_trials=2, seed=0), cwd=folder)
+    return algo, folder, storage
+
+
+def test_optimize_writes_report(optimized_study: tuple[str, Path, str]) -> None:
+    algo, folder, storage = optimized_study
+    reports = list((folder / "logs" / algo).glob(f"report_{ENV_ID}_2-trials-200-random-none_*.csv"))
+    assert len(reports) == 1
+    import pandas as pd
+
+    report = pd.read_csv(reports[0])
+    assert list(report["state"]) == ["COMPLETE", "COMPLETE"]
+    study = optuna.load_study(study_name="study", storage=storage)
+    assert len(study.get_trials(states=(optuna.trial.TrialState.COMPLETE,))) == 2
+
+
+@pytest.mark.parametrize("trial_id", [0, 1])
+def test_trial_id_reproduces_sampled_hyperparams(optimized_study: tuple[str, Path, str], trial_id: int) -> None:
+    algo, folder, storage = optimized_study
+    study = optuna.load_study(study_name="study", storage=storage)
+    expected = HYPERPARAMS_CONVERTER[algo](study.trials[trial_id].params)
+
+    log_folder = f"reload_{trial_id}"
+    run_zoo(
+        "train", "--algo", algo, "--env", ENV_ID, "-n", "150", "-f", log_folder, "--eval-freq", "-1",
+        "--storage", storage, "--study-name", "study", "--trial-id", str(trial_id), "-params", *SMALL_OPTIM_PARAMS,
+        cwd=folder,
+    )  # fmt: skip
+    params_dir = folder / log_folder / algo / f"{ENV_ID}_1" / ENV_ID
+    config = dict(load_yaml(params_dir / "config.yml"))
+    for key, value in expected.items():
+        if key == "policy_kwargs":
+            # The algorithm may add its own entries to the policy_kwargs dict it is given
+            assert {name: config[key][name] for name in value} == value
+        else:
+            assert config[key] == value, key
+    args = load_yaml(params_dir / "args.yml")
+    assert (args["trial_id"], args["study_name"], args["storage"]) == (trial_id, "study", storage)
+
+
+@pytest.mark.parametrize("storage_kind", ["journal", "sqlite"])
+def test_distributed_workers_share_one_study(storage_kind: str, tmp_path: Path) -> None:
+    """Two workers started at the same time on one storage both complete trials of the same study."""
+    algo = "softq"
+    if storage_kind == "journal":
+        storage = str(tmp_path / "study.log")
+    else:
+        storage = f"sqlite:///{tmp_path / 'study.db'}"
+        # As recommended for RDB storages: create the study (and its tables) once, before starting the workers
+        optuna.create_study(storage=storage, study_name="shared", direction="maximize")
+    env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", MPLBACKEND="Agg")
+    workers = []
+    for worker in range(2):
+        worker_dir = tmp_path / f"worker_{worker}"
+        worker_dir.mkdir()
+        args = optimize_args(algo, storage, "shared", n_trials=1, seed=worker + 1)
+        workers.append(
+            subprocess.Popen(
+                [sys.executable, "-m", "sb3_softq.zoo", *args],
+                cwd=worker_dir,
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+            )
+        )
+    for process in workers:
+        output, _ = process.communicate(timeout=120)
+        assert process.returncode == 0, output
+        assert "Number of finished trials:" in output
+
+    if storage_kind == "journal":
+        loaded_storage: Any = optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(storage))
+    else:
+        loaded_storage = storage
+    study = optuna.load_study(study_name="shared", storage=loaded_storage)
+    trials = study.get_trials(states=(optuna.trial.TrialState.COMPLETE,))
+    assert len(trials) == 2
+    assert trials[0].params != trials[1].params
+
+
+def test_wheel_ships_hyperparams(tmp_path: Path) -> None:
+    """The wheel contains hyperparams/<algo>.yml (same content as the top-level files) and uses them by default."""
+    # Built offline, without build isolation: the build backend must be installed
+    pytest.importorskip("setuptools", minversion="64", reason="building the wheel offline needs setuptools>=64")
+    source = tmp_path / "source"
+    source.mkdir()
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc", "*.egg-info")
+    shutil.copytree(REPO_ROOT / "sb3_softq", source / "sb3_softq", symlinks=True, ignore=ignore)
+    shutil.copytree(REPO_ROOT / "hyperparams", source / "hyperparams", ignore=ignore)
+    for name in ["pyproject.toml", "README.md", "LICENSE"]:
+        if (REPO_ROOT / name).is_file():
+            shutil.copy(REPO_ROOT / name, source / name)
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "--no-index", "-w", "dist", "./source"],
+        cwd=tmp_path,
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
+    (wheel,) = (tmp_path / "dist").glob("sb3_softq-*.whl")
+    with zipfile.ZipFile(wheel) as archive:
+        for algo in ALGO_NAMES:
+            assert (
+                archive.read(f"sb3_softq/hyperparams/{algo}.yml") == (REPO_ROOT / "hyperparams" / f"{algo}.yml").read_bytes()
+            )
+        assert "sb3_softq/zoo/__main__.py" in archive.namelist()
+        archive.extractall(tmp_path / "site")
+
+    # Run from the unpacked wheel: without -conf, the wheel's own file is used
+    output = run_zoo(
+        "train", "--algo", "softq", "--env", ENV_ID, "-n", "50", "-f", "logs", "--eval-freq", "-1",
+        "-params", "buffer_size:100",
+        cwd=tmp_path, pythonpath=tmp_path / "site",
+    )  # fmt: skip
+    assert f"Loading hyperparameters from: {tmp_path / 'site' / 'sb3_softq' / 'hyperparams' / 'softq.yml'}" in output
