@@ -1,0 +1,196 @@
+"""
+Learning curves of SoftQ / SoftQLambda against SB3's DQN and sb3-contrib's QR-DQN, each with its rl-zoo3
+hyperparameters (ours from ``hyperparams/``, theirs from rl-zoo3's own files), several seeds, in one run.
+
+Every ``--eval-freq`` environment steps the greedy policy is evaluated on ``--eval-episodes`` episodes
+(SB3's ``EvalCallback``). The table reports, per algorithm: the final evaluation return, the area under the
+evaluation curve (mean evaluation return over the run) and the environment steps until the evaluation return first
+reaches the environment's threshold (median over seeds; "—" if fewer than half of the seeds reach it).
+
+Usage (one command per table)::
+
+    python benchmarks/bench_learning.py --env CartPole-v1 --seeds 5 --workers 2 \\
+        --algos dqn softq softq_lambda --out benchmarks/results/learning_CartPole-v1
+
+writes ``<out>.json`` (curves, versions, seeds, machine), ``<out>.md`` (the table) and ``<out>.png`` (mean ± std).
+Algorithm names: ``dqn``, ``qrdqn``, ``softq``, ``softq_lambda`` and ``softq_lambda:<trace>`` (SoftQLambda's
+tuned entry with another trace).
+"""
+
+import argparse
+import json
+import os
+import platform
+import tempfile
+import time
+from concurrent.futures import ProcessPoolExecutor
+from typing import Any
+
+import numpy as np
+
+THRESHOLDS = {"CartPole-v1": 475.0, "Acrobot-v1": -100.0, "MountainCar-v0": -110.0, "LunarLander-v3": 200.0}
+
+
+def zoo_hyperparams(algo: str, env_id: str) -> tuple[str, dict[str, Any], int]:
+    """
+    :param algo: ``dqn``, ``qrdqn``, ``softq``, ``softq_lambda`` or ``softq_lambda:<trace>``
+    :param env_id: environment id
+    :return: policy, keyword arguments and ``n_timesteps`` of the algorithm's rl-zoo3 entry
+    """
+    import rl_zoo3
+
+    from sb3_softq.zoo import load_hyperparams
+
+    name, _, trace = algo.partition(":")
+    path = os.path.join(os.path.dirname(rl_zoo3.__file__), "hyperparams", f"{name}.yml") if name in ("dqn", "qrdqn") else None
+    policy, kwargs, n_timesteps = load_hyperparams(name, env_id, path)
+    if trace:
+        kwargs["trace"] = trace
+    return policy, kwargs, n_timesteps
+
+
+def run_one(algo: str, env_id: str, seed: int, eval_freq: int, eval_episodes: int, n_timesteps: int | None) -> dict[str, Any]:
+    import torch as th
+    from sb3_contrib import QRDQN
+    from stable_baselines3 import DQN
+    from stable_baselines3.common.callbacks import EvalCallback
+    from stable_baselines3.common.env_util import make_vec_env
+
+    from sb3_softq import SoftQ, SoftQLambda
+
+    th.set_num_threads(1)
+    classes = {"dqn": DQN, "qrdqn": QRDQN, "softq": SoftQ, "softq_lambda": SoftQLambda}
+    policy, kwargs, zoo_timesteps = zoo_hyperparams(algo, env_id)
+    total = n_timesteps or zoo_timesteps
+    env = make_vec_env(env_id, n_envs=1, seed=seed)
+    model = classes[algo.partition(":")[0]](policy, env, seed=seed, **kwargs)
+    eval_env = make_vec_env(env_id, n_envs=1, seed=seed + 10_000)
+    with tempfile.TemporaryDirectory() as log_path:  # EvalCallback keeps its results only when given a log path
+        callback = EvalCallback(eval_env, eval_freq=eval_freq, n_eval_episodes=eval_episodes, log_path=log_path, verbose=0)
+        start = time.perf_counter()
+        model.learn(total, callback=callback)
+    return {
+        "algo": algo,
+        "env": env_id,
+        "seed": seed,
+        "timesteps": [int(t) for t in callback.evaluations_timesteps],
+        "returns": [float(np.mean(r)) for r in callback.evaluations_results],
+        "seconds": time.perf_counter() - start,
+        "n_timesteps": total,
+    }
+
+
+def summarise(runs: list[dict[str, Any]], threshold: float) -> dict[str, Any]:
+    steps_to_threshold = []
+    for run in runs:
+        reached = [t for t, r in zip(run["timesteps"], run["returns"], strict=True) if r >= threshold]
+        steps_to_threshold.append(reached[0] if reached else None)
+    reached_steps = [s for s in steps_to_threshold if s is not None]
+    n_runs = len(runs)
+    median_steps = None
+    if len(reached_steps) * 2 > n_runs:
+        # Median over all seeds, counting a seed that never reached the threshold as infinitely slow
+        ordered = sorted(reached_steps) + [np.inf] * (n_runs - len(reached_steps))
+        median_steps = float(np.median(ordered))
+    finals = [run["returns"][-1] for run in runs]
+    areas = [float(np.mean(run["returns"])) for run in runs]
+    return {
+        "final_mean": float(np.mean(finals)),
+        "final_std": float(np.std(finals)),
+        "auc_mean": float(np.mean(areas)),
+        "auc_std": float(np.std(areas)),
+        "steps_to_threshold": steps_to_threshold,
+        "median_steps_to_threshold": median_steps,
+        "seeds_reaching_threshold": len(reached_steps),
+        "n_seeds": n_runs,
+        "seconds_mean": float(np.mean([run["seconds"] for run in runs])),
+    }
+
+
+def plot(results: dict[str, list[dict[str, Any]]], env_id: str, path: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axis = plt.subplots(figsize=(7, 4.5))
+    for algo, runs in results.items():
+        length = min(len(run["returns"]) for run in runs)
+        steps = np.array(runs[0]["timesteps"][:length])
+        curves = np.array([run["returns"][:length] for run in runs])
+        mean, std = curves.mean(axis=0), curves.std(axis=0)
+        axis.plot(steps, mean, label=algo)
+        axis.fill_between(steps, mean - std, mean + std, alpha=0.2)
+    axis.axhline(THRESHOLDS[env_id], color="grey", linestyle="--", linewidth=1, label="threshold")
+    axis.set_xlabel("environment steps")
+    axis.set_ylabel("evaluation return (greedy)")
+    axis.set_title(f"{env_id}: mean ± std over {len(next(iter(results.values())))} seeds")
+    axis.legend()
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--env", required=True, choices=sorted(THRESHOLDS))
+    parser.add_argument("--algos", nargs="+", default=["dqn", "softq", "softq_lambda"])
+    parser.add_argument("--seeds", type=int, default=5)
+    parser.add_argument("--eval-freq", type=int, default=2_500)
+    parser.add_argument("--eval-episodes", type=int, default=10)
+    parser.add_argument("--n-timesteps", type=int, default=None, help="override every algorithm's n_timesteps")
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--out", required=True, help="output path without extension")
+    args = parser.parse_args()
+
+    jobs = [(algo, args.env, seed, args.eval_freq, args.eval_episodes, args.n_timesteps) for seed in range(args.seeds) for algo in args.algos]
+    with ProcessPoolExecutor(max_workers=args.workers) as pool:
+        runs = list(pool.map(run_one, *zip(*jobs, strict=True)))
+    results = {algo: [run for run in runs if run["algo"] == algo] for algo in args.algos}
+    threshold = THRESHOLDS[args.env]
+    summary = {algo: summarise(algo_runs, threshold) for algo, algo_runs in results.items()}
+
+    import sb3_contrib
+    import stable_baselines3
+    import torch
+
+    import sb3_softq
+
+    meta = {
+        "command": "python benchmarks/bench_learning.py " + " ".join(f"{k}={v}" for k, v in vars(args).items()),
+        "versions": {
+            "sb3_softq": sb3_softq.__version__,
+            "stable_baselines3": stable_baselines3.__version__,
+            "sb3_contrib": sb3_contrib.__version__,
+            "torch": torch.__version__,
+            "python": platform.python_version(),
+        },
+        "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores, torch threads=1 per run",
+        "threshold": threshold,
+        "seeds": list(range(args.seeds)),
+    }
+    os.makedirs(os.path.dirname(args.out) or ".", exist_ok=True)
+    with open(args.out + ".json", "w") as handle:
+        json.dump({"meta": meta, "summary": summary, "runs": runs}, handle, indent=1)
+    lines = [
+        f"{args.env} (threshold {threshold:g}), {args.seeds} seeds, greedy evaluation every {args.eval_freq} steps "
+        f"over {args.eval_episodes} episodes; rl-zoo3 hyperparameters of each algorithm.",
+        "",
+        "| algorithm | final return | area under curve | steps to threshold (median) | seeds reaching it |",
+        "| --- | ---: | ---: | ---: | ---: |",
+    ]
+    for algo, row in summary.items():
+        steps = row["median_steps_to_threshold"]
+        steps_text = "—" if steps is None or not np.isfinite(steps) else f"{steps:,.0f}"
+        lines.append(
+            f"| {algo} | {row['final_mean']:.1f} ± {row['final_std']:.1f} | {row['auc_mean']:.1f} ± {row['auc_std']:.1f} "
+            f"| {steps_text} | {row['seeds_reaching_threshold']}/{row['n_seeds']} |"
+        )
+    table = "\n".join(lines) + "\n"
+    with open(args.out + ".md", "w") as handle:
+        handle.write(table)
+    plot(results, args.env, args.out + ".png")
+    print(table)
+
+
+if __name__ == "__main__":
+    main()
