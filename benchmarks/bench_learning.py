@@ -142,7 +142,11 @@ def main() -> None:
     parser.add_argument("--out", required=True, help="output path without extension")
     args = parser.parse_args()
 
-    jobs = [(algo, args.env, seed, args.eval_freq, args.eval_episodes, args.n_timesteps) for seed in range(args.seeds) for algo in args.algos]
+    jobs = [
+        (algo, args.env, seed, args.eval_freq, args.eval_episodes, args.n_timesteps)
+        for seed in range(args.seeds)
+        for algo in args.algos
+    ]
     with ProcessPoolExecutor(max_workers=args.workers) as pool:
         runs = list(pool.map(run_one, *zip(*jobs, strict=True)))
     results = {algo: [run for run in runs if run["algo"] == algo] for algo in args.algos}

@@ -121,7 +121,12 @@ def main() -> None:
     for name, values in results.items():
         fps = float(np.median(values["steps_per_s"]))
         us = float(np.median(values["us_per_target"]))
-        summary[name] = {"steps_per_s": fps, "fps_ratio_to_dqn": fps / dqn_fps, "us_per_target": us, "time_ratio_to_dqn": us / dqn_us}
+        summary[name] = {
+            "steps_per_s": fps,
+            "fps_ratio_to_dqn": fps / dqn_fps,
+            "us_per_target": us,
+            "time_ratio_to_dqn": us / dqn_us,
+        }
         print(f"| {name} | {fps:.0f} | {fps / dqn_fps:.2f}x | {us:.2f} | {us / dqn_us:.2f}x |")
     if args.json:
         with open(args.json, "w") as handle:

@@ -89,7 +89,9 @@ def test_off_policy_traces_need_behaviour_probabilities(trace: str) -> None:
     for _ in range(20):
         action = env.action_space.sample()
         next_obs, reward, terminated, truncated, _ = env.step(action)
-        model.replay_buffer.add(obs[None], next_obs[None], np.array([action]), np.array([reward]), np.array([terminated]), [{}])
+        model.replay_buffer.add(
+            obs[None], next_obs[None], np.array([action]), np.array([reward]), np.array([terminated]), [{}]
+        )
         obs = env.reset()[0] if terminated or truncated else next_obs
     model.set_logger(configure(None, [""]))
     with pytest.raises(ValueError, match="behaviour probabilities"):

@@ -14,7 +14,9 @@ from stable_baselines3.common.vec_env import VecNormalize
 from sb3_softq import SoftQ, SoftQLambda
 
 ALGOS = [SoftQ, SoftQLambda]
-FAST = dict(learning_starts=100, buffer_size=2_000, batch_size=16, target_update_interval=50, policy_kwargs=dict(net_arch=[16]))
+FAST = dict(
+    learning_starts=100, buffer_size=2_000, batch_size=16, target_update_interval=50, policy_kwargs=dict(net_arch=[16])
+)
 
 
 @pytest.mark.parametrize("model_class", ALGOS)
@@ -106,9 +108,7 @@ def test_callbacks_progress_bar_and_logged_keys(model_class: type[SoftQ], tmp_pa
 @pytest.mark.parametrize("model_class", ALGOS)
 def test_exploration_mixing(model_class: type[SoftQ]) -> None:
     """epsilon-mixing on top of Boltzmann sampling; behaviour probabilities include it."""
-    model = model_class(
-        "MlpPolicy", "CartPole-v1", exploration_initial_eps=1.0, exploration_final_eps=0.5, seed=0, **FAST
-    )
+    model = model_class("MlpPolicy", "CartPole-v1", exploration_initial_eps=1.0, exploration_final_eps=0.5, seed=0, **FAST)
     model.learn(300)
     assert 0.5 <= model.exploration_rate <= 1.0
     assert model._last_behaviour_probs is not None

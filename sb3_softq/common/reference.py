@@ -97,9 +97,15 @@ def make_log_prior_fn(reference_policy: Any, n_actions: int, device: th.device) 
         policy = reference_policy.to(device)
         policy.set_training_mode(False)
         if hasattr(policy, "action_log_probs"):  # a soft Q policy: its Boltzmann policy
-            fn: LogPriorFn = policy.action_log_probs
-        elif hasattr(policy, "get_distribution"):
-            fn = lambda obs: policy.get_distribution(obs).distribution.logits  # type: ignore[attr-defined]  # noqa: E731
+
+            def fn(obs: PyTorchObs) -> th.Tensor:
+                return policy.action_log_probs(obs)  # type: ignore[operator]
+
+        elif hasattr(policy, "get_distribution"):  # e.g. PPO / A2C: normalised logits of the categorical distribution
+
+            def fn(obs: PyTorchObs) -> th.Tensor:
+                return policy.get_distribution(obs).distribution.logits  # type: ignore[operator]
+
         else:
             raise TypeError(
                 f"`reference_policy`: {type(policy).__name__} has no action distribution (e.g. a DQN policy); pass a "

@@ -59,9 +59,7 @@ def soft_value(q_values: th.Tensor, ent_coef: float | th.Tensor, log_prior: th.T
     return q_values.amax(dim=-1) + tau * th.logsumexp(_scaled_logits(q_values, tau, log_prior), dim=-1)
 
 
-def boltzmann_log_probs(
-    q_values: th.Tensor, ent_coef: float | th.Tensor, log_prior: th.Tensor | None = None
-) -> th.Tensor:
+def boltzmann_log_probs(q_values: th.Tensor, ent_coef: float | th.Tensor, log_prior: th.Tensor | None = None) -> th.Tensor:
     """
     Log-probabilities of the Boltzmann policy
     :math:`\\log\\pi_B(a|s) = \\log\\bar\\pi(a|s) + (Q(s,a) - V(s))/\\tau`.

@@ -40,6 +40,7 @@ class SoftQPolicy(BasePolicy):
     """
 
     action_space: spaces.Discrete
+    reference_log_probs: th.Tensor | None
     q_nets: nn.ModuleList
     q_nets_target: nn.ModuleList
 

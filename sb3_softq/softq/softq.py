@@ -67,7 +67,8 @@ class SoftQ(OffPolicyAlgorithm):
         V(s) = \\tau \\log \\sum_a \\bar\\pi(a|s) \\exp(\\bar Q(s,a)/\\tau),
 
     where :math:`\\bar Q` is the minimum over the target critics, and acts with the Boltzmann policy
-    :math:`\\pi_B(a|s) \\propto \\bar\\pi(a|s) \\exp(Q(s,a)/\\tau)` (optionally mixed with an :math:`\\varepsilon`-uniform policy).
+    :math:`\\pi_B(a|s) \\propto \\bar\\pi(a|s) \\exp(Q(s,a)/\\tau)`
+    (optionally mixed with an :math:`\\varepsilon`-uniform policy).
 
     :param policy: The policy model to use (MlpPolicy, CnnPolicy, MultiInputPolicy)
     :param env: The environment to learn from (if registered in Gym, can be str)
@@ -309,9 +310,7 @@ class SoftQ(OffPolicyAlgorithm):
         self.exploration_rate = self.exploration_schedule(self._current_progress_remaining)
         self.logger.record("rollout/exploration_rate", self.exploration_rate)
 
-    def _sample_action(
-        self, learning_starts: int, action_noise: Any = None, n_envs: int = 1
-    ) -> tuple[np.ndarray, np.ndarray]:
+    def _sample_action(self, learning_starts: int, action_noise: Any = None, n_envs: int = 1) -> tuple[np.ndarray, np.ndarray]:
         """
         Sample the behaviour policy: uniform during the first ``learning_starts`` steps, then
         :math:`\\mu = (1 - \\varepsilon)\\pi_B + \\varepsilon/|A|`. Records :math:`\\mu(a_t|s_t)` of the sampled actions.
@@ -387,7 +386,7 @@ class SoftQ(OffPolicyAlgorithm):
                 # SAC-style temperature update: lower tau when pi_B is more random than the target, raise it otherwise
                 with th.no_grad():
                     batch_entropy = self._mean(entropy(self._log_probs(batch, ent_coef)), batch.weights)
-                ent_coef_loss = self.policy.log_ent_coef * (batch_entropy - self.target_entropy)
+                ent_coef_loss = self.policy.log_ent_coef * (batch_entropy - float(self.target_entropy))
                 self.ent_coef_optimizer.zero_grad()
                 ent_coef_loss.backward()
                 self.ent_coef_optimizer.step()
@@ -423,7 +422,9 @@ class SoftQ(OffPolicyAlgorithm):
             log_probs = self._log_probs(batch, ent_coef)
             self.logger.record("train/ent_coef", ent_coef.item())
             self.logger.record("train/entropy", self._mean(entropy(log_probs), batch.weights).item())
-            self.logger.record("train/kl_to_reference", self._mean(kl_divergence(log_probs, batch.log_prior), batch.weights).item())
+            self.logger.record(
+                "train/kl_to_reference", self._mean(kl_divergence(log_probs, batch.log_prior), batch.weights).item()
+            )
             q_taken = batch.q_values.detach().amin(dim=0).gather(1, batch.actions.unsqueeze(1)).squeeze(1)
             self.logger.record("train/q_mean", self._mean(q_taken, batch.weights).item())
 

@@ -208,6 +208,7 @@ class SoftQLambda(SoftQ):
         """SB3's ``_store_transition``, also recording the behaviour probabilities :math:`\\mu(a_t|s_t)` of the actions."""
         # SB3's implementation calls `replay_buffer.add(...)` with the standard arguments only:
         # bind the behaviour probabilities of this step for that one call.
+        assert isinstance(replay_buffer, SequenceReplayBuffer)
         replay_buffer.add = functools.partial(  # type: ignore[method-assign]
             type(replay_buffer).add, replay_buffer, behaviour_probs=self._last_behaviour_probs
         )
