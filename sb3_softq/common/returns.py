@@ -209,7 +209,8 @@ def soft_trace_coefficients(
     - ``"tree_backup"``: :math:`c = \\lambda \\pi_B(a_{k+1}|s_{k+1})`, Soft Tree Backup / off-policy Soft Q(λ)
       (paper eq. 14, 17, 30-36, 45-48); unbiased for any behaviour policy.
     - ``"boltzmann"``: :math:`c = \\lambda`, n-step soft Q-learning / Soft Q(λ) under the Boltzmann policy
-      (paper eq. 12, 15-16, 23, 43-44); unbiased only when the behaviour policy is :math:`\\pi_B`.
+      (paper eq. 12, 15-16, 23, 43-44); :math:`Q^*` is still its fixed point, but its backup contracts
+      only when the behaviour policy is :math:`\\pi_B` (:math:`c \\le \\pi_B/\\mu`): off-policy it can diverge.
     - ``"importance_sampling"``: :math:`c = \\lambda \\pi_B(a_{k+1}|s_{k+1}) / \\mu(a_{k+1}|s_{k+1})`,
       per-decision importance sampling (paper eq. 25-27); unbiased, high variance.
     - ``"retrace"``: :math:`c = \\lambda \\min(1, \\pi_B(a_{k+1}|s_{k+1}) / \\mu(a_{k+1}|s_{k+1}))`, soft Retrace

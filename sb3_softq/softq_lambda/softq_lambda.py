@@ -78,7 +78,7 @@ class SoftQLambda(SoftQ):
     :param trace_lambda: :math:`\\lambda \\in [0, 1]`; 0 gives one-step soft Q-learning
     :param trace: ``"tree_backup"`` (:math:`c = \\lambda\\pi_B(a|s)`, off-policy without behaviour probabilities,
         the default), ``"retrace"`` (:math:`\\lambda\\min(1, \\pi_B/\\mu)`), ``"importance_sampling"``
-        (:math:`\\lambda\\pi_B/\\mu`) or ``"boltzmann"`` (:math:`\\lambda`, unbiased only on-policy)
+        (:math:`\\lambda\\pi_B/\\mu`) or ``"boltzmann"`` (:math:`\\lambda`, guaranteed to converge only on-policy)
     :param max_grad_norm: The maximum value for the gradient clipping
     :param stats_window_size: Window size for the rollout logging
     :param tensorboard_log: the log location for tensorboard (if None, no logging)
@@ -270,7 +270,7 @@ class SoftQLambda(SoftQ):
 
     def _record_policy_stats(self, batch: TrainingBatch, ent_coef: th.Tensor) -> None:
         """Log SoftQ's statistics plus trace diagnostics of the last batch (mean trace coefficient, effective
-        trace length :math:`\\mathbb{E}[\\sum_k \\prod_{i \\le k} c_i]`, fraction of cut traces)."""
+        trace length :math:`\\mathbb{E}_t[\\sum_{k \\ge t} \\prod_{i=t+1}^{k} c_i]`, fraction of cut traces)."""
         super()._record_policy_stats(batch, ent_coef)
         next_q_values, next_actions, next_log_prior, next_behaviour_probs, replay_data = self._last_trace_inputs
         trace_coefs = soft_trace_coefficients(
