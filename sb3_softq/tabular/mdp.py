@@ -136,12 +136,25 @@ class TabularMDPEnv(gym.Env[Any, np.int64]):
         return int(self.state)
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[Any, dict[str, Any]]:
+        """
+        Start an episode in a state drawn from ``initial_distribution``.
+
+        :param seed: seed of the environment's random generator
+        :param options: unused
+        :return: the first observation and ``{"state": s}``
+        """
         super().reset(seed=seed)
         self.state = int(self.np_random.choice(self.mdp.n_states, p=self.mdp.initial_distribution))
         self._elapsed_steps = 0
         return self._observation(), {"state": self.state}
 
     def step(self, action: Any) -> tuple[Any, SupportsFloat, bool, bool, dict[str, Any]]:
+        """
+        Take ``action``: reward ``rewards[s, a]``, next state drawn from ``transitions[s, a]``.
+
+        :param action: the action
+        :return: observation, reward, terminated (a terminal state was entered), truncated (time limit), info
+        """
         action = int(action)
         reward = float(self.mdp.rewards[self.state, action])
         cumulative = self._cumulative_transitions[self.state, action]
