@@ -10,9 +10,9 @@ paper §2.2): temperature :math:`\\tau > 0` (``ent_coef``), reference policy :ma
   = \\mathrm{softmax}(Q(s,\\cdot)/\\tau + \\log\\bar\\pi(\\cdot|s))`
 - identity :math:`V(s) = \\mathbb{E}_{a\\sim\\pi_B}[Q(s,a)] - \\tau\\,\\mathrm{KL}(\\pi_B \\| \\bar\\pi)`
 
-Every function is written around the maximum of ``Q`` so that it stays finite for temperatures from ``1e-4``
-to ``1e3`` and ``|Q|`` up to ``1e4`` in float32, and tends to the hard ``max`` / one-hot ``argmax`` as
-:math:`\\tau \\to 0`.
+Every function goes through ``logsumexp`` (which subtracts the maximum internally), so that it stays finite for
+temperatures from ``1e-4`` to ``1e3`` and ``|Q|`` up to ``1e4`` in float32, and tends to the hard ``max`` / one-hot
+``argmax`` as :math:`\\tau \\to 0`.
 """
 
 import math
@@ -20,43 +20,43 @@ import math
 import torch as th
 
 
-def _as_tensor(ent_coef: float | th.Tensor, like: th.Tensor) -> th.Tensor:
-    return th.as_tensor(ent_coef, dtype=like.dtype, device=like.device)
-
-
-def uniform_log_prior(q_values: th.Tensor) -> th.Tensor:
+def uniform_log_prior(q_values: th.Tensor) -> float:
     """
-    The log-probabilities of the uniform reference policy, broadcastable against ``q_values``.
+    The log-probability of every action under the uniform reference policy.
 
     :param q_values: action values ``[..., n_actions]``
-    :return: a 0-d tensor holding :math:`-\\log |A|`
+    :return: :math:`-\\log |A|` (a float, broadcast against any tensor)
     """
-    return th.tensor(-math.log(q_values.shape[-1]), dtype=q_values.dtype, device=q_values.device)
+    return -math.log(q_values.shape[-1])
 
 
-def _scaled_logits(q_values: th.Tensor, ent_coef: float | th.Tensor, log_prior: th.Tensor | None) -> th.Tensor:
-    """:math:`(Q - \\max_a Q)/\\tau + \\log\\bar\\pi`: the Boltzmann logits, shifted so their maximum Q term is 0."""
-    tau = _as_tensor(ent_coef, q_values)
-    if tau.dim() > 0:  # one temperature per state: broadcast over the action dimension
-        tau = tau.unsqueeze(-1)
-    shifted = (q_values - q_values.amax(dim=-1, keepdim=True)) / tau
-    return shifted + (uniform_log_prior(q_values) if log_prior is None else log_prior)
+def boltzmann_logits(q_values: th.Tensor, ent_coef: float | th.Tensor, log_prior: th.Tensor | None = None) -> th.Tensor:
+    """
+    Unnormalised log-probabilities of the Boltzmann policy, :math:`Q(s,\\cdot)/\\tau + \\log\\bar\\pi(\\cdot|s)`.
+
+    :param q_values: action values ``[..., n_actions]``
+    :param ent_coef: temperature :math:`\\tau > 0`, a float or a tensor broadcastable to ``[...]``
+    :param log_prior: :math:`\\log\\bar\\pi(\\cdot|s)`, broadcastable to ``q_values``; ``None`` for uniform
+    :return: logits ``[..., n_actions]``
+    """
+    if isinstance(ent_coef, th.Tensor) and ent_coef.dim() > 0:  # one temperature per state: broadcast over actions
+        ent_coef = ent_coef.unsqueeze(-1)
+    return q_values / ent_coef + (uniform_log_prior(q_values) if log_prior is None else log_prior)
 
 
 def soft_value(q_values: th.Tensor, ent_coef: float | th.Tensor, log_prior: th.Tensor | None = None) -> th.Tensor:
     """
     Soft state value :math:`V(s) = \\tau \\log \\sum_a \\bar\\pi(a|s) \\exp(Q(s,a)/\\tau)`.
 
-    Computed as :math:`\\max_a Q + \\tau \\cdot \\mathrm{logsumexp}((Q - \\max_a Q)/\\tau + \\log\\bar\\pi)`, which is
-    exact and never overflows. With a uniform prior this is :math:`\\tau\\,\\mathrm{logsumexp}(Q/\\tau) - \\tau\\log|A|`.
+    Computed as :math:`\\tau \\cdot \\mathrm{logsumexp}(Q/\\tau + \\log\\bar\\pi)`, which never overflows. With a
+    uniform prior this is :math:`\\tau\\,\\mathrm{logsumexp}(Q/\\tau) - \\tau\\log|A|`.
 
     :param q_values: action values ``[..., n_actions]``
     :param ent_coef: temperature :math:`\\tau > 0`, a float or a tensor broadcastable to ``[...]``
     :param log_prior: :math:`\\log\\bar\\pi(\\cdot|s)`, broadcastable to ``q_values``; ``None`` for uniform
     :return: soft values ``[...]``
     """
-    tau = _as_tensor(ent_coef, q_values)
-    return q_values.amax(dim=-1) + tau * th.logsumexp(_scaled_logits(q_values, tau, log_prior), dim=-1)
+    return ent_coef * th.logsumexp(boltzmann_logits(q_values, ent_coef, log_prior), dim=-1)
 
 
 def boltzmann_log_probs(q_values: th.Tensor, ent_coef: float | th.Tensor, log_prior: th.Tensor | None = None) -> th.Tensor:
@@ -69,7 +69,7 @@ def boltzmann_log_probs(q_values: th.Tensor, ent_coef: float | th.Tensor, log_pr
     :param log_prior: :math:`\\log\\bar\\pi(\\cdot|s)`, broadcastable to ``q_values``; ``None`` for uniform
     :return: log-probabilities ``[..., n_actions]`` (normalised: they log-sum-exp to 0)
     """
-    logits = _scaled_logits(q_values, ent_coef, log_prior)
+    logits = boltzmann_logits(q_values, ent_coef, log_prior)
     # Same as log_softmax, and faster on CPU for the few actions of typical discrete action spaces
     return logits - th.logsumexp(logits, dim=-1, keepdim=True)
 
@@ -94,9 +94,8 @@ def kl_divergence(log_probs: th.Tensor, log_prior: th.Tensor | None = None) -> t
     :param log_prior: :math:`\\log\\bar\\pi`, broadcastable to ``log_probs``; ``None`` for uniform
     :return: divergences ``[...]`` (non-negative up to rounding)
     """
-    if log_prior is None:
-        log_prior = uniform_log_prior(log_probs)
     probs = log_probs.exp()
+    prior: th.Tensor | float = uniform_log_prior(log_probs) if log_prior is None else log_prior
     # Where pi(a) = 0 the term is 0, whatever log pi(a) is (-inf included).
-    terms = th.where(probs > 0, probs * (log_probs - log_prior), th.zeros_like(probs))
+    terms = th.where(probs > 0, probs * (log_probs - prior), th.zeros_like(probs))
     return terms.sum(dim=-1)

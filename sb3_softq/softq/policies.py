@@ -10,7 +10,7 @@ from stable_baselines3.dqn.policies import QNetwork
 from torch import nn
 
 from sb3_softq.common.reference import LogPriorFn
-from sb3_softq.common.soft import boltzmann_log_probs
+from sb3_softq.common.soft import boltzmann_log_probs, boltzmann_logits
 
 
 class SoftQPolicy(BasePolicy):
@@ -165,10 +165,25 @@ class SoftQPolicy(BasePolicy):
         :param exploration_rate: :math:`\\varepsilon`, the weight of the uniform policy mixed in
         :return: probabilities ``[batch, n_actions]``
         """
-        probs = self.action_log_probs(obs).exp()
+        probs = th.softmax(boltzmann_logits(self.q_values(obs), self.ent_coef, self.log_prior(obs)), dim=-1)
         if exploration_rate > 0.0:
             probs = (1.0 - exploration_rate) * probs + exploration_rate / probs.shape[-1]
         return probs
+
+    def sample_behaviour(self, obs: PyTorchObs, exploration_rate: float = 0.0) -> tuple[th.Tensor, th.Tensor]:
+        """
+        Sample actions from :math:`\\mu = (1 - \\varepsilon)\\,\\pi_B + \\varepsilon / |A|` (inverse-CDF sampling:
+        one uniform number per state, cheaper than ``th.multinomial`` for small batches).
+
+        :param obs: observations (batch)
+        :param exploration_rate: :math:`\\varepsilon`
+        :return: the actions ``[batch]`` and their probabilities :math:`\\mu(a|s)` ``[batch]``
+        """
+        probs = self.behaviour_probs(obs, exploration_rate)
+        cumulative = probs.cumsum(dim=1)
+        uniform = th.rand(probs.shape[0], 1, device=probs.device, dtype=probs.dtype) * cumulative[:, -1:]
+        actions = (cumulative < uniform).sum(dim=1).clamp(max=probs.shape[1] - 1)
+        return actions, probs.gather(1, actions.unsqueeze(1)).squeeze(1)
 
     def forward(self, obs: PyTorchObs, deterministic: bool = True) -> th.Tensor:
         return self._predict(obs, deterministic=deterministic)
@@ -176,15 +191,17 @@ class SoftQPolicy(BasePolicy):
     def _predict(self, obs: PyTorchObs, deterministic: bool = True) -> th.Tensor:
         """
         :param obs: observations (batch)
-        :param deterministic: greedy action :math:`\\arg\\max_a Q(s,a)` if True, else a sample of :math:`\\pi_B`
+        :param deterministic: if True the mode of :math:`\\pi_B`, i.e. :math:`\\arg\\max_a Q(s,a)` (with a reference
+            policy, :math:`\\arg\\max_a Q(s,a)/\\tau + \\log\\bar\\pi(a|s)`), else a sample of :math:`\\pi_B`
         :return: actions ``[batch]``
         """
-        if deterministic and self._log_prior_fn is None and self.reference_log_probs is None:
+        if not deterministic:
+            return self.sample_behaviour(obs)[0]
+        if self._log_prior_fn is None and self.reference_log_probs is None:
             return self.q_values(obs).argmax(dim=1).reshape(-1)
+        # The mode of pi_B: argmax_a Q(s,a)/tau + log pibar(a|s)
         log_probs = self.action_log_probs(obs)
-        if deterministic:
-            return log_probs.argmax(dim=1).reshape(-1)
-        return th.multinomial(log_probs.exp(), num_samples=1).reshape(-1)
+        return log_probs.argmax(dim=1).reshape(-1)
 
     def set_training_mode(self, mode: bool) -> None:
         """

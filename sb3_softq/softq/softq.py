@@ -327,10 +327,8 @@ class SoftQ(OffPolicyAlgorithm):
         assert self._last_obs is not None, "self._last_obs was not set"
         obs_tensor, _ = self.policy.obs_to_tensor(self._last_obs)
         with th.no_grad():
-            probs = self.policy.behaviour_probs(obs_tensor, self.exploration_rate)
-            sampled = th.multinomial(probs, num_samples=1)
-            behaviour_probs = probs.gather(1, sampled).squeeze(1)
-        actions = sampled.squeeze(1).cpu().numpy()
+            sampled, behaviour_probs = self.policy.sample_behaviour(obs_tensor, self.exploration_rate)
+        actions = sampled.cpu().numpy()
         self._last_behaviour_probs = behaviour_probs.cpu().numpy().astype(np.float32)
         return actions, actions
 
@@ -370,11 +368,13 @@ class SoftQ(OffPolicyAlgorithm):
             batch = self._training_batch(replay_data, ent_coef)
 
             current_q_values = batch.q_values.gather(2, batch.actions.expand(self.n_critics, -1).unsqueeze(2)).squeeze(2)
-            td_loss = F.smooth_l1_loss(current_q_values, batch.targets.expand_as(current_q_values), reduction="none")
+            # Huber loss of every critic (mean over the batch, or over its valid positions), summed over critics
+            targets = batch.targets.expand_as(current_q_values)
             if batch.weights is None:
-                loss = td_loss.mean(dim=1).sum()
+                loss = self.n_critics * F.smooth_l1_loss(current_q_values, targets)
             else:
-                loss = ((td_loss * batch.weights).sum(dim=1) / batch.weights.sum().clamp(min=1.0)).sum()
+                td_loss = F.smooth_l1_loss(current_q_values, targets, reduction="none")
+                loss = (td_loss * batch.weights).sum() / batch.weights.sum().clamp(min=1.0)
             losses.append(loss.detach())
 
             self.policy.optimizer.zero_grad()
