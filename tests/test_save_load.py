@@ -106,7 +106,7 @@ def test_deterministic_training(model_class: type[SoftQ]) -> None:
         model = model_class("MlpPolicy", "CartPole-v1", seed=0, **FAST)
         model.learn(300)
         obs = np.random.default_rng(0).normal(size=(20, 4)).astype(np.float32)
-        th.manual_seed(0)
+        np.random.seed(0)
         results.append((model.predict(obs, deterministic=False)[0], model.policy.state_dict()))
     np.testing.assert_array_equal(results[0][0], results[1][0])
     for name, value in results[0][1].items():

@@ -151,6 +151,8 @@ class SoftQPolicy(BasePolicy):
 
     def all_q_values(self, obs: PyTorchObs) -> th.Tensor:
         """:return: the online Q-values of every critic, ``[n_critics, batch, n_actions]``"""
+        if self.n_critics == 1:
+            return self.q_nets[0](obs).unsqueeze(0)
         return th.stack([q_net(obs) for q_net in self.q_nets])
 
     def action_log_probs(self, obs: PyTorchObs) -> th.Tensor:
@@ -170,20 +172,24 @@ class SoftQPolicy(BasePolicy):
             probs = (1.0 - exploration_rate) * probs + exploration_rate / probs.shape[-1]
         return probs
 
-    def sample_behaviour(self, obs: PyTorchObs, exploration_rate: float = 0.0) -> tuple[th.Tensor, th.Tensor]:
+    def sample_behaviour(self, obs: PyTorchObs, exploration_rate: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
         """
-        Sample actions from :math:`\\mu = (1 - \\varepsilon)\\,\\pi_B + \\varepsilon / |A|` (inverse-CDF sampling:
-        one uniform number per state, cheaper than ``th.multinomial`` for small batches).
+        Sample actions from :math:`\\mu = (1 - \\varepsilon)\\,\\pi_B + \\varepsilon / |A|`.
+
+        Inverse-CDF sampling in NumPy, with NumPy's global generator (seeded by SB3's ``set_random_seed``, as DQN's
+        epsilon-greedy exploration is): for the few states of one environment step, this is several times faster
+        than sampling with PyTorch operations.
 
         :param obs: observations (batch)
         :param exploration_rate: :math:`\\varepsilon`
         :return: the actions ``[batch]`` and their probabilities :math:`\\mu(a|s)` ``[batch]``
         """
-        probs = self.behaviour_probs(obs, exploration_rate)
-        cumulative = probs.cumsum(dim=1)
-        uniform = th.rand(probs.shape[0], 1, device=probs.device, dtype=probs.dtype) * cumulative[:, -1:]
-        actions = (cumulative < uniform).sum(dim=1).clamp(max=probs.shape[1] - 1)
-        return actions, probs.gather(1, actions.unsqueeze(1)).squeeze(1)
+        with th.no_grad():
+            probs = self.behaviour_probs(obs, exploration_rate).cpu().numpy()
+        cumulative = probs.cumsum(axis=1)
+        uniform = np.random.random((probs.shape[0], 1))
+        actions = np.minimum((cumulative < uniform).sum(axis=1), probs.shape[1] - 1)
+        return actions, probs[np.arange(len(actions)), actions]
 
     def forward(self, obs: PyTorchObs, deterministic: bool = True) -> th.Tensor:
         return self._predict(obs, deterministic=deterministic)
@@ -196,7 +202,7 @@ class SoftQPolicy(BasePolicy):
         :return: actions ``[batch]``
         """
         if not deterministic:
-            return self.sample_behaviour(obs)[0]
+            return th.as_tensor(self.sample_behaviour(obs)[0], device=self.device)
         if self._log_prior_fn is None and self.reference_log_probs is None:
             return self.q_values(obs).argmax(dim=1).reshape(-1)
         # The mode of pi_B: argmax_a Q(s,a)/tau + log pibar(a|s)

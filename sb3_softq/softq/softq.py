@@ -328,10 +328,8 @@ class SoftQ(OffPolicyAlgorithm):
             return actions, actions
         assert self._last_obs is not None, "self._last_obs was not set"
         obs_tensor, _ = self.policy.obs_to_tensor(self._last_obs)
-        with th.no_grad():
-            sampled, behaviour_probs = self.policy.sample_behaviour(obs_tensor, self.exploration_rate)
-        actions = sampled.cpu().numpy()
-        self._last_behaviour_probs = behaviour_probs.cpu().numpy().astype(np.float32)
+        actions, behaviour_probs = self.policy.sample_behaviour(obs_tensor, self.exploration_rate)
+        self._last_behaviour_probs = behaviour_probs.astype(np.float32)
         return actions, actions
 
     def _training_batch(self, replay_data: Any, ent_coef: th.Tensor) -> TrainingBatch:
@@ -364,9 +362,11 @@ class SoftQ(OffPolicyAlgorithm):
         self._update_learning_rate(optimizers)
 
         losses, ent_coef_losses = [], []
+        ent_coef = self.policy.ent_coef
         for _ in range(gradient_steps):
             replay_data = self.replay_buffer.sample(batch_size, env=self._vec_normalize_env)  # type: ignore[union-attr]
-            ent_coef = self.policy.ent_coef
+            if self.ent_coef_optimizer is not None:  # the temperature changes at every step
+                ent_coef = self.policy.ent_coef
             batch = self._training_batch(replay_data, ent_coef)
 
             current_q_values = batch.q_values.gather(2, batch.actions.expand(self.n_critics, -1).unsqueeze(2)).squeeze(2)
@@ -400,7 +400,7 @@ class SoftQ(OffPolicyAlgorithm):
         if ent_coef_losses:
             self.logger.record("train/ent_coef_loss", th.stack(ent_coef_losses).mean().item())
         # The statistics of the last batch are computed only when the logs are written (see dump_logs)
-        self._last_batch = (batch._replace(q_values=batch.q_values.detach()), ent_coef)
+        self._last_batch = (batch, ent_coef)
 
     def dump_logs(self) -> None:
         """Write the logs, with the policy statistics of the last training batch."""
