@@ -30,7 +30,7 @@ from typing import Literal
 
 import torch as th
 
-from sb3_softq.common.soft import boltzmann_log_probs, soft_value
+from sb3_softq.common.soft import boltzmann_logits
 
 TraceName = Literal["tree_backup", "boltzmann", "importance_sampling", "retrace"]
 
@@ -69,15 +69,20 @@ def _check_ent_coef(ent_coef: float | th.Tensor) -> None:
         raise ValueError(f"`ent_coef` (the temperature tau) must be > 0, got {ent_coef}")
 
 
-def _gather_actions(values: th.Tensor, actions: th.Tensor) -> th.Tensor:
+def _action_index(actions: th.Tensor, n_actions: int) -> th.Tensor:
     """
-    ``values[b, t, actions[b, t]]``, safe for any ``actions`` (they are clamped to ``[0, n_actions)``).
+    ``actions`` ``[batch, time]`` as an index ``[batch, time, 1]`` for ``gather`` on the action dimension, clamped
+    to ``[0, n_actions)``.
 
     Actions are arbitrary where the trace is cut (padding, the step after an episode end); clamping keeps
     ``gather`` from failing there (a device-side assert on CUDA) while leaving valid actions unchanged.
     """
-    index = actions.long().clamp(0, values.shape[-1] - 1).unsqueeze(-1)
-    return values.gather(-1, index).squeeze(-1)
+    return actions.long().clamp(0, n_actions - 1).unsqueeze(-1)
+
+
+def _gather_actions(values: th.Tensor, action_index: th.Tensor) -> th.Tensor:
+    """``values[b, t, a[b, t]]`` for an index from :func:`_action_index`."""
+    return values.gather(-1, action_index).squeeze(-1)
 
 
 def _reverse_recurrence_loop(base: th.Tensor, coefs: th.Tensor) -> th.Tensor:
@@ -88,11 +93,11 @@ def _reverse_recurrence_loop(base: th.Tensor, coefs: th.Tensor) -> th.Tensor:
     :param coefs: :math:`a`, ``[batch, time]`` (the last column is not used)
     :return: :math:`G`, ``[batch, time]``
     """
-    n_steps = base.shape[-1]
-    g = base[:, -1]
+    bases, coefs_by_step = base.unbind(-1), coefs.unbind(-1)
+    g = bases[-1]
     returns = [g]
-    for k in range(n_steps - 2, -1, -1):
-        g = th.addcmul(base[:, k], coefs[:, k], g)
+    for k in range(len(bases) - 2, -1, -1):
+        g = th.addcmul(bases[k], coefs_by_step[k], g)
         returns.append(g)
     returns.reverse()
     return th.stack(returns, dim=-1)
@@ -133,8 +138,24 @@ def _solve_reverse_recurrence(base: th.Tensor, coefs: th.Tensor) -> th.Tensor:
 
 def _in_window_continues(continues: th.Tensor) -> th.Tensor:
     """``continues`` as a bool mask, with the last time index set to ``False`` (the window ends there)."""
-    mask = continues if continues.dtype == th.bool else continues != 0
-    return th.cat((mask[:, :-1], th.zeros_like(mask[:, -1:])), dim=-1)
+    mask = continues.clone() if continues.dtype == th.bool else continues != 0
+    mask[:, -1] = False
+    return mask
+
+
+def _off_policy_returns(
+    rewards: th.Tensor,
+    next_values: th.Tensor,
+    next_action_values: th.Tensor,
+    trace_coefs: th.Tensor,
+    discounts: th.Tensor,
+    continues: th.Tensor,
+) -> th.Tensor:
+    """The recursion of :func:`general_off_policy_returns` on checked inputs of one floating dtype."""
+    # G_k = r_k + g_k V_{k+1} - a_k Q_{k+1} + a_k G_{k+1}, with a_k = g_k c_{k+1} where the trace continues, else 0.
+    coefs = discounts * th.where(_in_window_continues(continues), trace_coefs, 0.0)
+    base = th.addcmul(th.addcmul(rewards, discounts, next_values), coefs, next_action_values, value=-1.0)
+    return _solve_reverse_recurrence(base, coefs)
 
 
 def general_off_policy_returns(
@@ -185,10 +206,7 @@ def general_off_policy_returns(
     rewards, next_values, next_action_values, trace_coefs, discounts = (
         tensor.to(dtype) for tensor in (rewards, next_values, next_action_values, trace_coefs, discounts)
     )
-    # G_k = r_k + g_k V_{k+1} - a_k Q_{k+1} + a_k G_{k+1}, with a_k = g_k c_{k+1} where the trace continues, else 0.
-    coefs = discounts * th.where(_in_window_continues(continues), trace_coefs, th.zeros_like(trace_coefs))
-    base = rewards + discounts * next_values - coefs * next_action_values
-    return _solve_reverse_recurrence(base, coefs)
+    return _off_policy_returns(rewards, next_values, next_action_values, trace_coefs, discounts, continues)
 
 
 def soft_trace_coefficients(
@@ -228,23 +246,64 @@ def soft_trace_coefficients(
         coefficient is not finite; :func:`general_off_policy_returns` masks those positions out.
     :return: the trace coefficients :math:`c_{k+1}`, ``[batch, time]``
     """
+    next_actions = _check_soft_inputs(next_q_values, next_actions, trace_lambda, ent_coef, trace, next_log_prior)
+    if trace == "boltzmann":
+        return th.full(next_actions.shape, float(trace_lambda), dtype=next_q_values.dtype, device=next_q_values.device)
+    action_index = _action_index(next_actions, next_q_values.shape[-1])
+    _, action_log_probs = _soft_value_and_action_log_probs(next_q_values, action_index, ent_coef, next_log_prior)
+    return _trace_coefficients(action_log_probs, trace_lambda, trace, next_behaviour_probs)
+
+
+def _check_soft_inputs(
+    next_q_values: th.Tensor,
+    next_actions: th.Tensor,
+    trace_lambda: float,
+    ent_coef: float | th.Tensor,
+    trace: str,
+    next_log_prior: th.Tensor | None,
+) -> th.Tensor:
+    """Check the inputs shared by :func:`soft_trace_coefficients` and :func:`soft_lambda_returns`.
+
+    :return: ``next_actions`` as ``[batch, time]``
+    """
     _check_trace(trace)
     _check_trace_lambda(trace_lambda)
     _check_ent_coef(ent_coef)
     if next_q_values.dim() != 3:
         raise ValueError(f"`next_q_values` must have shape [batch, time, n_actions], got {tuple(next_q_values.shape)}")
-    batch_time = tuple(next_q_values.shape[:2])
     if next_actions.dim() == 3 and next_actions.shape[-1] == 1:
         next_actions = next_actions.squeeze(-1)
-    _check_shape("next_actions", next_actions, batch_time, "[batch, time]")
+    _check_shape("next_actions", next_actions, tuple(next_q_values.shape[:2]), "[batch, time]")
     if next_log_prior is not None:
         _check_shape("next_log_prior", next_log_prior, tuple(next_q_values.shape), "[batch, time, n_actions]")
+    return next_actions
 
+
+def _soft_value_and_action_log_probs(
+    next_q_values: th.Tensor, action_index: th.Tensor, ent_coef: float | th.Tensor, next_log_prior: th.Tensor | None
+) -> tuple[th.Tensor, th.Tensor]:
+    """
+    :math:`V(s_{k+1}) = \\tau \\log Z` and :math:`\\log\\pi_B(a_{k+1}|s_{k+1}) = \\ell_{a_{k+1}} - \\log Z` from one
+    ``logsumexp`` of the Boltzmann logits :math:`\\ell = Q/\\tau + \\log\\bar\\pi` (what
+    :func:`~sb3_softq.common.soft.soft_value` and :func:`~sb3_softq.common.soft.boltzmann_log_probs` compute apart).
+
+    :param action_index: :math:`a_{k+1}` from :func:`_action_index`
+    :return: the soft values and the log-probabilities of the next actions, ``[batch, time]`` each
+    """
+    logits = boltzmann_logits(next_q_values, ent_coef, next_log_prior)
+    log_normaliser = th.logsumexp(logits, dim=-1)
+    return ent_coef * log_normaliser, _gather_actions(logits, action_index) - log_normaliser
+
+
+def _trace_coefficients(
+    action_log_probs: th.Tensor, trace_lambda: float, trace: str, next_behaviour_probs: th.Tensor | None
+) -> th.Tensor:
+    """
+    The coefficients of :func:`soft_trace_coefficients` from :math:`\\log\\pi_B(a_{k+1}|s_{k+1})` ``[batch, time]``.
+    """
     if trace == "boltzmann":
-        return th.full(batch_time, float(trace_lambda), dtype=next_q_values.dtype, device=next_q_values.device)
-
-    log_probs = boltzmann_log_probs(next_q_values, ent_coef, next_log_prior)
-    policy_probs = _gather_actions(log_probs, next_actions).exp()
+        return th.full_like(action_log_probs, float(trace_lambda))
+    policy_probs = action_log_probs.exp()
     if trace == "tree_backup":
         return trace_lambda * policy_probs
 
@@ -253,7 +312,7 @@ def soft_trace_coefficients(
             f"trace={trace!r} needs `next_behaviour_probs` (mu(a_{{k+1}}|s_{{k+1}}), shape [batch, time]); "
             "use trace='tree_backup' or 'boltzmann' when behaviour probabilities were not stored"
         )
-    _check_shape("next_behaviour_probs", next_behaviour_probs, batch_time, "[batch, time]")
+    _check_shape("next_behaviour_probs", next_behaviour_probs, tuple(action_log_probs.shape), "[batch, time]")
     ratios = policy_probs / next_behaviour_probs.to(policy_probs.dtype)
     if trace == "importance_sampling":
         return trace_lambda * ratios
@@ -314,16 +373,16 @@ def soft_lambda_returns(
     batch_time = tuple(next_q_values.shape[:2])
     for name, tensor in (("rewards", rewards), ("terminated", terminated), ("continues", continues)):
         _check_shape(name, tensor, batch_time, "[batch, time]")
-    if next_actions.dim() == 3 and next_actions.shape[-1] == 1:
-        next_actions = next_actions.squeeze(-1)
+    next_actions = _check_soft_inputs(next_q_values, next_actions, trace_lambda, ent_coef, trace, next_log_prior)
 
-    trace_coefs = soft_trace_coefficients(
-        next_q_values, next_actions, trace_lambda, ent_coef, trace, next_log_prior, next_behaviour_probs
+    action_index = _action_index(next_actions, next_q_values.shape[-1])
+    next_values, action_log_probs = _soft_value_and_action_log_probs(next_q_values, action_index, ent_coef, next_log_prior)
+    trace_coefs = _trace_coefficients(action_log_probs, trace_lambda, trace, next_behaviour_probs)
+    next_action_values = _gather_actions(next_q_values, action_index)
+    discounts = (1.0 - terminated.to(next_q_values.dtype)) * gamma
+    return _off_policy_returns(
+        rewards.to(next_q_values.dtype), next_values, next_action_values, trace_coefs, discounts, continues
     )
-    next_values = soft_value(next_q_values, ent_coef, next_log_prior)
-    next_action_values = _gather_actions(next_q_values, next_actions)
-    discounts = gamma * (1.0 - terminated.to(next_q_values.dtype))
-    return general_off_policy_returns(rewards, next_values, next_action_values, trace_coefs, discounts, continues)
 
 
 def trace_diagnostics(trace_coefs: th.Tensor, continues: th.Tensor, valid: th.Tensor | None = None) -> dict[str, float]:
