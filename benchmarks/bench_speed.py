@@ -26,7 +26,7 @@ import stable_baselines3
 import torch as th
 from stable_baselines3 import DQN
 from stable_baselines3.common.base_class import BaseAlgorithm
-from stable_baselines3.common.logger import configure
+from stable_baselines3.common.logger import Logger
 
 import sb3_softq
 from sb3_softq import SoftQ, SoftQLambda
@@ -67,7 +67,7 @@ def make_models(device: str, targets_per_step: int, sequence_length: int) -> dic
 
 def throughput(make: Callable[[], BaseAlgorithm], steps: int) -> float:
     model = make()
-    model.set_logger(configure(None, [""]))
+    model.set_logger(Logger(folder=None, output_formats=[]))
     model.learn(model.learning_starts)  # type: ignore[attr-defined]
     start = time.perf_counter()
     model.learn(steps, reset_num_timesteps=False)
@@ -76,7 +76,7 @@ def throughput(make: Callable[[], BaseAlgorithm], steps: int) -> float:
 
 def seconds_per_target(make: Callable[[], BaseAlgorithm], gradient_steps: int) -> float:
     model = make()
-    model.set_logger(configure(None, [""]))
+    model.set_logger(Logger(folder=None, output_formats=[]))
     model.learn(5_000)  # fills the buffer and warms up
     batch_size = model.batch_size  # type: ignore[attr-defined]
     targets = batch_size * getattr(model, "sequence_length", 1)

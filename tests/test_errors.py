@@ -6,7 +6,7 @@ import pytest
 import torch as th
 from stable_baselines3 import DQN
 from stable_baselines3.common.buffers import NStepReplayBuffer, ReplayBuffer
-from stable_baselines3.common.logger import configure
+from stable_baselines3.common.logger import Logger
 
 from sb3_softq import SoftQ, SoftQLambda
 
@@ -93,6 +93,6 @@ def test_off_policy_traces_need_behaviour_probabilities(trace: str) -> None:
             obs[None], next_obs[None], np.array([action]), np.array([reward]), np.array([terminated]), [{}]
         )
         obs = env.reset()[0] if terminated or truncated else next_obs
-    model.set_logger(configure(None, [""]))
+    model.set_logger(Logger(folder=None, output_formats=[]))
     with pytest.raises(ValueError, match="behaviour probabilities"):
         model.train(gradient_steps=1, batch_size=4)
