@@ -247,8 +247,6 @@ def soft_trace_coefficients(
     :return: the trace coefficients :math:`c_{k+1}`, ``[batch, time]``
     """
     next_actions = _check_soft_inputs(next_q_values, next_actions, trace_lambda, ent_coef, trace, next_log_prior)
-    if trace == "boltzmann":
-        return th.full(next_actions.shape, float(trace_lambda), dtype=next_q_values.dtype, device=next_q_values.device)
     action_index = _action_index(next_actions, next_q_values.shape[-1])
     _, action_log_probs = _soft_value_and_action_log_probs(next_q_values, action_index, ent_coef, next_log_prior)
     return _trace_coefficients(action_log_probs, trace_lambda, trace, next_behaviour_probs)
