@@ -143,21 +143,6 @@ def _in_window_continues(continues: th.Tensor) -> th.Tensor:
     return mask
 
 
-def _off_policy_returns(
-    rewards: th.Tensor,
-    next_values: th.Tensor,
-    next_action_values: th.Tensor,
-    trace_coefs: th.Tensor,
-    discounts: th.Tensor,
-    continues: th.Tensor,
-) -> th.Tensor:
-    """The recursion of :func:`general_off_policy_returns` on checked inputs of one floating dtype."""
-    # G_k = r_k + g_k V_{k+1} - a_k Q_{k+1} + a_k G_{k+1}, with a_k = g_k c_{k+1} where the trace continues, else 0.
-    coefs = discounts * th.where(_in_window_continues(continues), trace_coefs, 0.0)
-    base = th.addcmul(th.addcmul(rewards, discounts, next_values), coefs, next_action_values, value=-1.0)
-    return _solve_reverse_recurrence(base, coefs)
-
-
 def general_off_policy_returns(
     rewards: th.Tensor,
     next_values: th.Tensor,
@@ -206,7 +191,10 @@ def general_off_policy_returns(
     rewards, next_values, next_action_values, trace_coefs, discounts = (
         tensor.to(dtype) for tensor in (rewards, next_values, next_action_values, trace_coefs, discounts)
     )
-    return _off_policy_returns(rewards, next_values, next_action_values, trace_coefs, discounts, continues)
+    # G_k = r_k + g_k V_{k+1} - a_k Q_{k+1} + a_k G_{k+1}, with a_k = g_k c_{k+1} where the trace continues, else 0.
+    coefs = discounts * th.where(_in_window_continues(continues), trace_coefs, 0.0)
+    base = th.addcmul(th.addcmul(rewards, discounts, next_values), coefs, next_action_values, value=-1.0)
+    return _solve_reverse_recurrence(base, coefs)
 
 
 def soft_trace_coefficients(
@@ -378,9 +366,7 @@ def soft_lambda_returns(
     trace_coefs = _trace_coefficients(action_log_probs, trace_lambda, trace, next_behaviour_probs)
     next_action_values = _gather_actions(next_q_values, action_index)
     discounts = (1.0 - terminated.to(next_q_values.dtype)) * gamma
-    return _off_policy_returns(
-        rewards.to(next_q_values.dtype), next_values, next_action_values, trace_coefs, discounts, continues
-    )
+    return general_off_policy_returns(rewards, next_values, next_action_values, trace_coefs, discounts, continues)
 
 
 def trace_diagnostics(trace_coefs: th.Tensor, continues: th.Tensor, valid: th.Tensor | None = None) -> dict[str, float]:
