@@ -130,3 +130,24 @@ def test_predict_deterministic_is_argmax_and_stochastic_samples_boltzmann() -> N
     with th.no_grad():
         probs = model.policy.action_log_probs(th.as_tensor(obs[:1])).exp()[0].numpy()
     assert abs(np.mean(sampled == 1) - probs[1]) < 0.03
+
+
+@pytest.mark.parametrize("model_class", ALGOS)
+def test_adam_runs_fused_unless_the_user_chooses(model_class: type[SoftQ]) -> None:
+    """Adam (Q-networks and temperature) runs PyTorch's fused step by default; the user's choice is kept."""
+    model = model_class("MlpPolicy", "CartPole-v1", ent_coef="auto", seed=0, **FAST)
+    assert model.policy.optimizer.defaults["fused"] is True
+    assert model.ent_coef_optimizer is not None and model.ent_coef_optimizer.defaults["fused"] is True
+    model.learn(200)  # the fused step runs
+
+    kwargs = {**FAST, "policy_kwargs": dict(net_arch=[16], optimizer_kwargs=dict(foreach=True, eps=1e-5))}
+    model = model_class("MlpPolicy", "CartPole-v1", seed=0, **kwargs)
+    assert model.policy.optimizer.defaults["fused"] is None
+    assert model.policy.optimizer.defaults["foreach"] is True
+    assert model.policy.optimizer.defaults["eps"] == 1e-5
+    assert kwargs["policy_kwargs"]["optimizer_kwargs"] == dict(foreach=True, eps=1e-5)  # not modified
+
+    kwargs = {**FAST, "policy_kwargs": dict(net_arch=[16], optimizer_class=th.optim.RMSprop)}
+    model = model_class("MlpPolicy", "CartPole-v1", seed=0, **kwargs)
+    assert isinstance(model.policy.optimizer, th.optim.RMSprop)
+    assert not model.policy.optimizer.defaults.get("fused")

@@ -13,6 +13,26 @@ from sb3_softq.common.reference import LogPriorFn
 from sb3_softq.common.soft import boltzmann_log_probs, boltzmann_logits
 
 
+def default_optimizer_kwargs(
+    optimizer_class: type[th.optim.Optimizer], optimizer_kwargs: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """
+    The optimizer's keyword arguments, with PyTorch's fused implementation of Adam / AdamW (``fused=True``)
+    unless the user chose an implementation (``fused`` or ``foreach``).
+
+    The fused step runs as one kernel instead of a dozen small operations per parameter: on CPU, with the small
+    networks of classic control, it halves the time of the optimizer step. The update itself is Adam's.
+
+    :param optimizer_class: The optimizer class
+    :param optimizer_kwargs: The user's keyword arguments (not modified)
+    :return: a new dict
+    """
+    kwargs = dict(optimizer_kwargs or {})
+    if issubclass(optimizer_class, (th.optim.Adam, th.optim.AdamW)) and "fused" not in kwargs and "foreach" not in kwargs:
+        kwargs["fused"] = True
+    return kwargs
+
+
 class SoftQPolicy(BasePolicy):
     """
     Policy class for soft Q-learning: ``n_critics`` Q-networks (SB3's :class:`~stable_baselines3.dqn.policies.QNetwork`),
@@ -32,7 +52,8 @@ class SoftQPolicy(BasePolicy):
     :param features_extractor_kwargs: Keyword arguments to pass to the features extractor
     :param normalize_images: Whether to normalize images or not, dividing by 255.0 (True by default)
     :param optimizer_class: The optimizer to use, ``th.optim.Adam`` by default
-    :param optimizer_kwargs: Additional keyword arguments, excluding the learning rate, to pass to the optimizer
+    :param optimizer_kwargs: Additional keyword arguments, excluding the learning rate, to pass to the optimizer;
+        Adam and AdamW run fused unless ``fused`` or ``foreach`` is given (see :func:`default_optimizer_kwargs`)
     :param n_critics: Number of Q-networks; targets and the Boltzmann policy use their minimum
     :param ent_coef: Initial temperature :math:`\\tau > 0`
     :param reference_probs: Probabilities of a state-independent reference policy :math:`\\bar\\pi` over actions,
@@ -66,7 +87,7 @@ class SoftQPolicy(BasePolicy):
             features_extractor_class,
             features_extractor_kwargs,
             optimizer_class=optimizer_class,
-            optimizer_kwargs=optimizer_kwargs,
+            optimizer_kwargs=default_optimizer_kwargs(optimizer_class, optimizer_kwargs),
             normalize_images=normalize_images,
         )
         if net_arch is None:

@@ -14,7 +14,7 @@ from torch.nn import functional as F
 
 from sb3_softq.common.reference import is_state_dependent, make_log_prior_fn, validate_reference_probs
 from sb3_softq.common.soft import boltzmann_log_probs, entropy, kl_divergence, soft_value
-from sb3_softq.softq.policies import CnnPolicy, MlpPolicy, MultiInputPolicy, SoftQPolicy
+from sb3_softq.softq.policies import CnnPolicy, MlpPolicy, MultiInputPolicy, SoftQPolicy, default_optimizer_kwargs
 
 SelfSoftQ = TypeVar("SelfSoftQ", bound="SoftQ")
 
@@ -267,7 +267,9 @@ class SoftQ(OffPolicyAlgorithm):
         self.ent_coef_optimizer = None
         if self._learn_ent_coef:
             self.policy.log_ent_coef.requires_grad_(True)
-            self.ent_coef_optimizer = th.optim.Adam([self.policy.log_ent_coef], lr=self.lr_schedule(1))
+            self.ent_coef_optimizer = th.optim.Adam(
+                [self.policy.log_ent_coef], lr=self.lr_schedule(1), **default_optimizer_kwargs(th.optim.Adam)
+            )
 
         if self.n_envs > self.target_update_interval:
             warnings.warn(
