@@ -1,13 +1,15 @@
 """
 Training speed of SoftQ and SoftQLambda against SB3's DQN, measured in one run on the same machine.
 
-Two tables:
+What is measured:
 
 1. Training throughput (environment steps per second of ``learn()``), same network, batch size, ``train_freq`` and
    ``gradient_steps`` for every algorithm (SoftQLambda's batch is ``batch_size / sequence_length`` sequences, so that
    each gradient step regresses the same number of TD targets).
 2. Time per gradient step per TD target: ``train()`` on a filled replay buffer, DQN with a batch of ``B*T``
-   transitions against SoftQLambda with ``B`` windows of ``T`` steps (``B*T`` targets), for every trace.
+   transitions against SoftQLambda with ``B`` windows of ``T`` steps (``B*T`` targets), for every trace; and the
+   replay buffer's ``sample()`` alone with the same batches (SB3's ``ReplayBuffer`` for DQN and SoftQ, the
+   ``SequenceReplayBuffer`` for SoftQLambda), per sampled transition.
 
 SoftQ and SoftQLambda run Adam fused by default (:func:`sb3_softq.softq.policies.default_optimizer_kwargs`); SB3's
 DQN does not. The row "DQN (fused Adam)" is DQN with the same optimizer, which tells the two gains apart.
@@ -81,7 +83,11 @@ def throughput(make: Callable[[], BaseAlgorithm], steps: int) -> float:
     return steps / (time.perf_counter() - start)
 
 
-def seconds_per_target(make: Callable[[], BaseAlgorithm], gradient_steps: int) -> float:
+def time_training(make: Callable[[], BaseAlgorithm], gradient_steps: int) -> tuple[float, float]:
+    """
+    :return: seconds per TD target of ``train()`` (gradient steps on a filled replay buffer), and seconds per
+        sampled transition of ``replay_buffer.sample()`` alone, with the batch that ``train()`` samples
+    """
     model = make()
     model.set_logger(Logger(folder=None, output_formats=[]))
     model.learn(5_000)  # fills the buffer and warms up
@@ -94,7 +100,15 @@ def seconds_per_target(make: Callable[[], BaseAlgorithm], gradient_steps: int) -
     model.train(gradient_steps=gradient_steps, batch_size=batch_size)  # type: ignore[attr-defined]
     if th.cuda.is_available():
         th.cuda.synchronize()
-    return (time.perf_counter() - start) / (gradient_steps * targets)
+    train_seconds = (time.perf_counter() - start) / (gradient_steps * targets)
+
+    replay_buffer = model.replay_buffer  # type: ignore[attr-defined]
+    start = time.perf_counter()
+    for _ in range(gradient_steps):
+        replay_buffer.sample(batch_size)
+    if th.cuda.is_available():
+        th.cuda.synchronize()
+    return train_seconds, (time.perf_counter() - start) / (gradient_steps * targets)
 
 
 def main() -> None:
@@ -110,31 +124,47 @@ def main() -> None:
     th.set_num_threads(1)
 
     models = make_models(args.device, args.targets, args.sequence_length)
-    results: dict[str, dict[str, list[float]]] = {name: {"steps_per_s": [], "us_per_target": []} for name in models}
+    results: dict[str, dict[str, list[float]]] = {
+        name: {"steps_per_s": [], "us_per_target": [], "us_per_sampled_transition": []} for name in models
+    }
     # Interleave algorithms across repeats so that machine noise affects them alike
     for _ in range(args.repeats):
         for name, make in models.items():
             results[name]["steps_per_s"].append(throughput(make, args.steps))
-            results[name]["us_per_target"].append(1e6 * seconds_per_target(make, args.gradient_steps))
+            train_seconds, sample_seconds = time_training(make, args.gradient_steps)
+            results[name]["us_per_target"].append(1e6 * train_seconds)
+            results[name]["us_per_sampled_transition"].append(1e6 * sample_seconds)
 
     dqn_fps = float(np.median(results["DQN"]["steps_per_s"]))
     dqn_us = float(np.median(results["DQN"]["us_per_target"]))
+    dqn_sample_us = float(np.median(results["DQN"]["us_per_sampled_transition"]))
     print(f"{ENV_ID}, net_arch={NET_ARCH}, {args.targets} TD targets per gradient step, device={args.device}, ")
     print(f"median of {args.repeats} interleaved repeats; torch {th.__version__}, SB3 {stable_baselines3.__version__}, ")
     print(f"sb3_softq {sb3_softq.__version__}, {platform.processor() or platform.machine()}, torch threads=1\n")
-    print("| algorithm | env steps/s | ratio to DQN | µs per TD target (train) | ratio to DQN |")
-    print("| --- | ---: | ---: | ---: | ---: |")
+    print(
+        "| algorithm | env steps/s | ratio to DQN | gradient steps/s | µs per TD target (train) | ratio to DQN "
+        "| µs per sampled transition (replay buffer) | ratio to DQN |"
+    )
+    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     summary = {}
     for name, values in results.items():
         fps = float(np.median(values["steps_per_s"]))
         us = float(np.median(values["us_per_target"]))
+        sample_us = float(np.median(values["us_per_sampled_transition"]))
+        updates_per_s = 1e6 / (us * args.targets)
         summary[name] = {
             "steps_per_s": fps,
             "fps_ratio_to_dqn": fps / dqn_fps,
+            "gradient_steps_per_s": updates_per_s,
             "us_per_target": us,
             "time_ratio_to_dqn": us / dqn_us,
+            "us_per_sampled_transition": sample_us,
+            "sample_ratio_to_dqn": sample_us / dqn_sample_us,
         }
-        print(f"| {name} | {fps:.0f} | {fps / dqn_fps:.2f}x | {us:.2f} | {us / dqn_us:.2f}x |")
+        print(
+            f"| {name} | {fps:.0f} | {fps / dqn_fps:.2f}x | {updates_per_s:.0f} | {us:.2f} | {us / dqn_us:.2f}x "
+            f"| {sample_us:.3f} | {sample_us / dqn_sample_us:.2f}x |"
+        )
     if args.json:
         with open(args.json, "w") as handle:
             json.dump({"args": vars(args), "torch": th.__version__, "results": summary, "raw": results}, handle, indent=2)
