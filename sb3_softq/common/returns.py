@@ -42,7 +42,7 @@ TRACES_NEEDING_BEHAVIOUR_PROBS: tuple[str, ...] = ("importance_sampling", "retra
 
 #: Windows shorter than this use the reverse time loop, longer ones (this length included) the doubling scan.
 #: Measured on CPU by ``benchmarks/bench_returns.py`` (see ``benchmarks/results/returns_cpu.md``).
-SCAN_MIN_LENGTH = 24
+SCAN_MIN_LENGTH = 48
 
 
 def _check_shape(name: str, tensor: th.Tensor, shape: tuple[int, ...], expected: str) -> None:
