@@ -21,9 +21,10 @@ import argparse
 import json
 import os
 import platform
+import sys
 import tempfile
 import time
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from typing import Any
 
 import numpy as np
@@ -80,11 +81,13 @@ def run_one(algo: str, env_id: str, seed: int, eval_freq: int, eval_episodes: in
     }
 
 
+def first_reached(run: dict[str, Any], threshold: float) -> int | None:
+    """:return: the first evaluation step whose mean return reaches ``threshold``, or ``None``"""
+    return next((t for t, r in zip(run["timesteps"], run["returns"], strict=True) if r >= threshold), None)
+
+
 def summarise(runs: list[dict[str, Any]], threshold: float) -> dict[str, Any]:
-    steps_to_threshold = []
-    for run in runs:
-        reached = [t for t, r in zip(run["timesteps"], run["returns"], strict=True) if r >= threshold]
-        steps_to_threshold.append(reached[0] if reached else None)
+    steps_to_threshold = [first_reached(run, threshold) for run in runs]
     reached_steps = [s for s in steps_to_threshold if s is not None]
     n_runs = len(runs)
     median_steps = None
@@ -147,10 +150,19 @@ def main() -> None:
         for seed in range(args.seeds)
         for algo in args.algos
     ]
-    with ProcessPoolExecutor(max_workers=args.workers) as pool:
-        runs = list(pool.map(run_one, *zip(*jobs, strict=True)))
-    results = {algo: [run for run in runs if run["algo"] == algo] for algo in args.algos}
     threshold = THRESHOLDS[args.env]
+    with ProcessPoolExecutor(max_workers=args.workers) as pool:
+        futures = [pool.submit(run_one, *job) for job in jobs]
+        for done, future in enumerate(as_completed(futures), start=1):
+            run = future.result()
+            print(
+                f"[{done}/{len(jobs)}] {run['algo']} seed {run['seed']}: final return {run['returns'][-1]:.1f}, "
+                f"threshold first reached at {first_reached(run, threshold)} steps, {run['seconds']:.0f} s",
+                file=sys.stderr,
+                flush=True,
+            )
+        runs = [future.result() for future in futures]
+    results = {algo: [run for run in runs if run["algo"] == algo] for algo in args.algos}
     summary = {algo: summarise(algo_runs, threshold) for algo, algo_runs in results.items()}
 
     import sb3_contrib

@@ -44,10 +44,10 @@ def test_cartpole(algo: str) -> None:
 def test_lunar_lander_softq_lambda() -> None:
     """
     SoftQLambda (tree backup) learns LunarLander-v3 within its rl-zoo3 budget (1e5 steps), for 2 of 2 seeds: an
-    evaluation reaches a positive mean return (early evaluations are negative: the lander crashes or hovers).
+    evaluation reaches a mean return of 100 (early evaluations are negative: the lander crashes or hovers).
 
-    The solve threshold (200) is not reached reliably within this budget by the shipped entry, which still has DQN's
-    starting values: 2 of 3 seeds in ``benchmarks/results/learning_LunarLander-v3`` (evaluation over 5 episodes),
-    and neither seed here (best evaluations 70 and 192 over 10 episodes).
+    The solve threshold (200) is not asserted: with the tuned entry, 3 of 5 seeds of
+    ``benchmarks/results/learning_LunarLander-v3`` (evaluation every 1e4 steps over 5 episodes) reach it within the
+    budget, at 80,000-90,000 steps; seeds 0 and 1 first reach 100 after 30,000 and 80,000 steps there.
     """
-    assert count_solved("softq_lambda", "LunarLander-v3", seeds=[0, 1], threshold=0) == 2
+    assert count_solved("softq_lambda", "LunarLander-v3", seeds=[0, 1], threshold=100) == 2

@@ -164,6 +164,22 @@ def test_samplers(algo: str) -> None:
         assert len(seen_traces) > 1
 
 
+def test_enqueued_trial_gives_the_lunar_lander_entry() -> None:
+    """The raw parameters enqueued in ``docs/zoo.md`` ("Starting a study from known values") sample the
+    ``LunarLander-v3`` entry of ``softq_lambda.yml``."""
+    study = optuna.create_study(direction="maximize")
+    study.enqueue_trial(
+        dict(one_minus_gamma=0.01, batch_size_pow=6, learning_rate=4.8e-4, train_freq=4, subsample_steps=2,
+             target_update_interval=250, net_arch="medium", n_critics=1, ent_coef_mode="auto", target_entropy=0.414,
+             trace_lambda=0.733, sequence_length_pow=4, trace="tree_backup")
+    )  # fmt: skip
+    sampled = HYPERPARAMS_SAMPLER["softq_lambda"](study.ask(), 0, 1, {})
+    entry = load_yaml(Path(hyperparams_path("softq_lambda")))["LunarLander-v3"]
+    assert sampled.pop("policy_kwargs") == eval(entry["policy_kwargs"])
+    assert sampled.pop("gamma") == pytest.approx(entry["gamma"])
+    assert sampled == {key: entry[key] for key in sampled}
+
+
 @pytest.mark.parametrize("algo", ALGO_NAMES)
 def test_enjoy_loads_with_minimal_buffer(algo: str, tmp_path: Path) -> None:
     register()
