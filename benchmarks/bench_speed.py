@@ -37,10 +37,9 @@ import sb3_softq
 from sb3_softq import SoftQ, SoftQLambda
 
 ENV_ID = "CartPole-v1"
-NET_ARCH = [64, 64]
 
 
-def common_kwargs(device: str, batch_size: int) -> dict[str, Any]:
+def common_kwargs(device: str, batch_size: int, net_arch: list[int]) -> dict[str, Any]:
     return dict(
         learning_rate=1e-3,
         buffer_size=50_000,
@@ -49,20 +48,22 @@ def common_kwargs(device: str, batch_size: int) -> dict[str, Any]:
         train_freq=4,
         gradient_steps=1,
         target_update_interval=500,
-        policy_kwargs=dict(net_arch=NET_ARCH),
+        policy_kwargs=dict(net_arch=net_arch),
         device=device,
         seed=0,
     )
 
 
-def make_models(device: str, targets_per_step: int, sequence_length: int) -> dict[str, Callable[[], BaseAlgorithm]]:
-    kwargs = common_kwargs(device, targets_per_step)
+def make_models(
+    device: str, targets_per_step: int, sequence_length: int, net_arch: list[int]
+) -> dict[str, Callable[[], BaseAlgorithm]]:
+    kwargs = common_kwargs(device, targets_per_step, net_arch)
     lambda_kwargs = {**kwargs, "batch_size": targets_per_step // sequence_length, "sequence_length": sequence_length}
     models: dict[str, Callable[[], BaseAlgorithm]] = {
         "DQN": lambda: DQN("MlpPolicy", ENV_ID, **kwargs),
         # SoftQ and SoftQLambda run Adam fused by default: this row separates that gain from the algorithms' own cost
         "DQN (fused Adam)": lambda: DQN(
-            "MlpPolicy", ENV_ID, **{**kwargs, "policy_kwargs": dict(net_arch=NET_ARCH, optimizer_kwargs=dict(fused=True))}
+            "MlpPolicy", ENV_ID, **{**kwargs, "policy_kwargs": dict(net_arch=net_arch, optimizer_kwargs=dict(fused=True))}
         ),
         "SoftQ": lambda: SoftQ("MlpPolicy", ENV_ID, ent_coef=0.05, **kwargs),
         "SoftQ (auto temperature)": lambda: SoftQ("MlpPolicy", ENV_ID, ent_coef="auto", **kwargs),
@@ -119,11 +120,12 @@ def main() -> None:
     parser.add_argument("--gradient-steps", type=int, default=300, help="gradient steps timed per train() run")
     parser.add_argument("--targets", type=int, default=256, help="TD targets per gradient step (B*T)")
     parser.add_argument("--sequence-length", type=int, default=8)
+    parser.add_argument("--net-arch", type=int, nargs="+", default=[64, 64], help="hidden layers of every Q-network")
     parser.add_argument("--json", default=None, help="write the results to this JSON file")
     args = parser.parse_args()
     th.set_num_threads(1)
 
-    models = make_models(args.device, args.targets, args.sequence_length)
+    models = make_models(args.device, args.targets, args.sequence_length, args.net_arch)
     results: dict[str, dict[str, list[float]]] = {
         name: {"steps_per_s": [], "us_per_target": [], "us_per_sampled_transition": []} for name in models
     }
@@ -138,7 +140,7 @@ def main() -> None:
     dqn_fps = float(np.median(results["DQN"]["steps_per_s"]))
     dqn_us = float(np.median(results["DQN"]["us_per_target"]))
     dqn_sample_us = float(np.median(results["DQN"]["us_per_sampled_transition"]))
-    print(f"{ENV_ID}, net_arch={NET_ARCH}, {args.targets} TD targets per gradient step, device={args.device}, ")
+    print(f"{ENV_ID}, net_arch={args.net_arch}, {args.targets} TD targets per gradient step, device={args.device}, ")
     print(f"median of {args.repeats} interleaved repeats; torch {th.__version__}, SB3 {stable_baselines3.__version__}, ")
     print(f"sb3_softq {sb3_softq.__version__}, {platform.processor() or platform.machine()}, torch threads=1\n")
     print(

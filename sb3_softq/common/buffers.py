@@ -7,7 +7,6 @@ position ``pos`` and a ``full`` flag) but store every observation only once and 
 """
 
 import warnings
-from functools import partial
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -344,16 +343,34 @@ class SequenceReplayBuffer(ReplayBuffer):
         slots = (oldest + np.minimum(logical, max(n_stored - 1, 0))) % self.buffer_size
         return slots, valid
 
-    def _gather_next_observations(self, slots: np.ndarray, envs: np.ndarray, ended: np.ndarray) -> dict[str, np.ndarray]:
-        """Next observations ``[B, T, ...]``: the following slot, or the terminal store where the episode ended."""
-        following = (slots + 1) % self.buffer_size
-        store_ids = self.terminal_index[slots, envs]
-        from_store = np.logical_and(ended, store_ids >= 0)
+    def _read(self, array: np.ndarray, flat_inds: np.ndarray) -> np.ndarray:
+        """
+        :param array: a buffer array ``[buffer_size, n_envs, ...]``
+        :param flat_inds: indices ``slot * n_envs + env`` of any shape
+        :return: ``array[slot, env]`` at every index, a copy of shape ``[*flat_inds.shape, ...]``
+        """
+        # `take` on the flattened view is several times faster than broadcast indexing with two index arrays
+        return np.take(array.reshape(-1, *array.shape[2:]), flat_inds, axis=0)
+
+    def _gather_next_observations(
+        self, flat_inds: np.ndarray, following: np.ndarray, ended: np.ndarray
+    ) -> dict[str, np.ndarray]:
+        """
+        Next observations ``[B, T, ...]``: the following slot, or the terminal store where the episode ended.
+
+        :param flat_inds: flat indices (see :meth:`_read`) of the steps ``[B, T]``
+        :param following: flat indices of the slots that follow them ``[B, T]``
+        :param ended: whether the episode ended at each step ``[B, T]``
+        """
+        store_ids = self._read(self.terminal_index, flat_inds)
+        from_store = np.flatnonzero(np.logical_and(ended, store_ids >= 0))
         terminal_store = self._terminal_parts()
         next_obs = {}
         for key, storage in self._observation_parts().items():
-            next_obs[key] = storage[following, envs]
-            next_obs[key][from_store] = terminal_store[key][store_ids[from_store]]
+            next_obs[key] = self._read(storage, following)
+            if from_store.size > 0:
+                flat_next_obs = next_obs[key].reshape(-1, *storage.shape[2:])
+                flat_next_obs[from_store] = terminal_store[key][store_ids.ravel()[from_store]]
         return next_obs
 
     def _get_samples(  # type: ignore[override]
@@ -375,33 +392,42 @@ class SequenceReplayBuffer(ReplayBuffer):
             env_indices = np.random.randint(0, high=self.n_envs, size=(len(batch_inds),))
         slots, valid = self._window_indices(batch_inds)
         envs = np.asarray(env_indices, dtype=np.int64)[:, None]
+        flat_inds = slots * self.n_envs + envs
+        following = ((slots + 1) % self.buffer_size) * self.n_envs + envs
 
-        dones = self.dones[slots, envs]
-        timeouts = self.timeouts[slots, envs]
+        dones = self._read(self.dones, flat_inds)
+        timeouts = self._read(self.timeouts, flat_inds)
         ended = np.logical_or(dones > 0, timeouts > 0)
         continues = np.zeros_like(valid)
         continues[:, :-1] = np.logical_and(~ended[:, :-1], valid[:, 1:])
 
         observations = self._normalize_obs(
-            self._merge_obs({key: storage[slots, envs] for key, storage in self._observation_parts().items()}), env
+            self._merge_obs({key: self._read(storage, flat_inds) for key, storage in self._observation_parts().items()}),
+            env,
         )
-        next_observations = self._normalize_obs(self._merge_obs(self._gather_next_observations(slots, envs, ended)), env)
-        actions = self.actions[slots, envs]
+        next_observations = self._normalize_obs(
+            self._merge_obs(self._gather_next_observations(flat_inds, following, ended)), env
+        )
+        actions = self._read(self.actions, flat_inds)
         if isinstance(self.action_space, spaces.Discrete):
             actions = actions[..., 0].astype(np.int64)
 
-        # Every array below is a fresh copy (fancy indexing or normalisation): no need to copy it again
-        to_torch = partial(self.to_torch, copy=False)
+        # The per-step scalars go to the device as one array (one conversion), then are split into views
+        scalars = {
+            "rewards": self._normalize_reward(self._read(self.rewards, flat_inds), env),
+            "terminated": np.logical_and(ended, timeouts == 0),
+            "truncated": timeouts > 0,
+            "continues": continues,
+            "valid": valid,
+            "behaviour_probs": self._read(self.behaviour_probs, flat_inds),
+        }
+        stacked = self.to_torch(np.stack(list(scalars.values()), dtype=np.float32), copy=False)
+        # Every array here is a fresh copy (take, fancy indexing, stacking or normalisation): no need to copy it again
         return SequenceReplayBufferSamples(
             observations=self._obs_to_torch(observations),
-            actions=to_torch(actions),
+            actions=self.to_torch(actions, copy=False),
             next_observations=self._obs_to_torch(next_observations),
-            rewards=to_torch(self._normalize_reward(self.rewards[slots, envs], env).astype(np.float32, copy=False)),
-            terminated=to_torch(np.logical_and(ended, timeouts == 0).astype(np.float32)),
-            truncated=to_torch((timeouts > 0).astype(np.float32)),
-            continues=to_torch(continues.astype(np.float32)),
-            valid=to_torch(valid.astype(np.float32)),
-            behaviour_probs=to_torch(self.behaviour_probs[slots, envs]),
+            **dict(zip(scalars, stacked.unbind(0), strict=True)),
         )
 
 
