@@ -362,15 +362,15 @@ class SequenceReplayBuffer(ReplayBuffer):
         :param following: flat indices of the slots that follow them ``[B, T]``
         :param ended: whether the episode ended at each step ``[B, T]``
         """
-        store_ids = self._read(self.terminal_index, flat_inds)
-        from_store = np.flatnonzero(np.logical_and(ended, store_ids >= 0))
+        store_ids = self._read(self.terminal_index, flat_inds).ravel()
+        from_store = np.flatnonzero(np.logical_and(ended.ravel(), store_ids >= 0))
         terminal_store = self._terminal_parts()
         next_obs = {}
         for key, storage in self._observation_parts().items():
             next_obs[key] = self._read(storage, following)
             if from_store.size > 0:
-                flat_next_obs = next_obs[key].reshape(-1, *storage.shape[2:])
-                flat_next_obs[from_store] = terminal_store[key][store_ids.ravel()[from_store]]
+                flat_next_obs = next_obs[key].reshape(-1, *storage.shape[2:])  # a view of the fresh copy
+                flat_next_obs[from_store] = terminal_store[key][store_ids[from_store]]
         return next_obs
 
     def _get_samples(  # type: ignore[override]

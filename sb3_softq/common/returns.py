@@ -77,9 +77,7 @@ def _action_index(actions: th.Tensor, n_actions: int) -> th.Tensor:
     Actions are arbitrary where the trace is cut (padding, the step after an episode end); clamping keeps
     ``gather`` from failing there (a device-side assert on CUDA) while leaving valid actions unchanged.
     """
-    if actions.dtype != th.int64:
-        actions = actions.long()
-    return actions.clamp(0, n_actions - 1).unsqueeze(-1)
+    return actions.long().clamp(0, n_actions - 1).unsqueeze(-1)
 
 
 def _gather_actions(values: th.Tensor, action_index: th.Tensor) -> th.Tensor:
@@ -138,11 +136,6 @@ def _solve_reverse_recurrence(base: th.Tensor, coefs: th.Tensor) -> th.Tensor:
     return _reverse_recurrence_loop(base, coefs)
 
 
-def _as_dtype(tensor: th.Tensor, dtype: th.dtype) -> th.Tensor:
-    """``tensor.to(dtype)``, skipping the call (a dispatch that shows in the training step) when it is a no-op."""
-    return tensor if tensor.dtype == dtype else tensor.to(dtype)
-
-
 def _in_window_continues(continues: th.Tensor) -> th.Tensor:
     """``continues`` as a bool mask, with the last time index set to ``False`` (the window ends there)."""
     mask = continues.clone() if continues.dtype == th.bool else continues != 0
@@ -196,7 +189,7 @@ def general_off_policy_returns(
         _check_shape(name, tensor, shape, "[batch, time]")
     dtype = next_values.dtype if next_values.is_floating_point() else th.get_default_dtype()
     rewards, next_values, next_action_values, trace_coefs, discounts = (
-        _as_dtype(tensor, dtype) for tensor in (rewards, next_values, next_action_values, trace_coefs, discounts)
+        tensor.to(dtype) for tensor in (rewards, next_values, next_action_values, trace_coefs, discounts)
     )
     # G_k = r_k + g_k V_{k+1} - a_k Q_{k+1} + a_k G_{k+1}, with a_k = g_k c_{k+1} where the trace continues, else 0
     # (also at the last time index, where the window ends).
@@ -374,7 +367,7 @@ def soft_lambda_returns(
     next_values, action_log_probs = _soft_value_and_action_log_probs(next_q_values, action_index, ent_coef, next_log_prior)
     trace_coefs = _trace_coefficients(action_log_probs, trace_lambda, trace, next_behaviour_probs)
     next_action_values = _gather_actions(next_q_values, action_index)
-    discounts = (1.0 - _as_dtype(terminated, next_q_values.dtype)) * gamma
+    discounts = (1.0 - terminated.to(next_q_values.dtype)) * gamma
     return general_off_policy_returns(rewards, next_values, next_action_values, trace_coefs, discounts, continues)
 
 
