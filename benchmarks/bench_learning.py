@@ -15,6 +15,13 @@ Usage (one command per table)::
 writes ``<out>.json`` (curves, versions, seeds, machine), ``<out>.md`` (the table) and ``<out>.png`` (mean ± std).
 Algorithm names: ``dqn``, ``qrdqn``, ``softq``, ``softq_lambda`` and ``softq_lambda:<trace>`` (SoftQLambda's
 tuned entry with another trace).
+
+A run is deterministic given its algorithm, seed and the package versions (one PyTorch thread, seeded environments
+and models), so a table can be extended without training everything again: ``--reuse <earlier>.json`` takes the runs
+it already holds (same environment, evaluation settings and versions) and trains only the missing algorithms and
+seeds, and those named by ``--rerun`` (every algorithm whose code or hyperparameters changed since). ``--reuse`` takes
+several files, so tables trained in parts (one command per group of algorithms or seeds) merge into one. ``<out>.json``
+is written after every finished run, so an interrupted command resumes with ``--reuse <out>.json``.
 """
 
 import argparse
@@ -78,7 +85,51 @@ def run_one(algo: str, env_id: str, seed: int, eval_freq: int, eval_episodes: in
         "returns": [float(np.mean(r)) for r in callback.evaluations_results],
         "seconds": time.perf_counter() - start,
         "n_timesteps": total,
+        "eval_episodes": eval_episodes,
     }
+
+
+def versions() -> dict[str, str]:
+    """:return: the versions that a run's results depend on"""
+    import sb3_contrib
+    import stable_baselines3
+    import torch
+
+    import sb3_softq
+
+    return {
+        "sb3_softq": sb3_softq.__version__,
+        "stable_baselines3": stable_baselines3.__version__,
+        "sb3_contrib": sb3_contrib.__version__,
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+    }
+
+
+def reusable_runs(path: str, env_id: str, eval_freq: int, eval_episodes: int) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """
+    The runs of an earlier results file that this run can take instead of training them again.
+
+    :param path: ``<out>.json`` written by an earlier run
+    :return: the earlier file's ``meta`` and its runs on ``env_id`` with the same evaluation frequency and number of
+        evaluation episodes
+    :raises ValueError: when the earlier run used other package versions (its runs would not be reproduced)
+    """
+    with open(path) as handle:
+        earlier = json.load(handle)
+    meta = earlier["meta"]
+    if meta["versions"] != versions():
+        raise ValueError(f"--reuse {path}: its runs come from other versions ({meta['versions']}), not {versions()}")
+    # Files written before each run recorded its number of evaluation episodes give it in their command only
+    default_episodes = int(meta["command"].split("eval_episodes=")[1].split()[0])
+    runs = [
+        run
+        for run in earlier["runs"]
+        if run["env"] == env_id
+        and run["timesteps"][0] == eval_freq
+        and run.get("eval_episodes", default_episodes) == eval_episodes
+    ]
+    return meta, runs
 
 
 def first_reached(run: dict[str, Any], threshold: float) -> int | None:
@@ -143,54 +194,80 @@ def main() -> None:
     parser.add_argument("--n-timesteps", type=int, default=None, help="override every algorithm's n_timesteps")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--out", required=True, help="output path without extension")
+    parser.add_argument(
+        "--reuse", nargs="+", default=[], help="results JSON files of earlier runs: take their runs, do not train them again"
+    )
+    parser.add_argument("--rerun", nargs="+", default=[], help="with --reuse: algorithms to train again all the same")
     args = parser.parse_args()
+    unknown = sorted(set(args.rerun) - set(args.algos))
+    if unknown:
+        parser.error(f"--rerun {' '.join(unknown)}: not in --algos")
 
+    reused: dict[tuple[str, int], dict[str, Any]] = {}
+    reused_from: list[str] = []
+    for path in args.reuse:
+        earlier_meta, earlier_runs = reusable_runs(path, args.env, args.eval_freq, args.eval_episodes)
+        reused_from += [*earlier_meta.get("reused", {}).get("from", []), earlier_meta["command"]]
+        reused.update(
+            {
+                (run["algo"], run["seed"]): run
+                for run in earlier_runs
+                if run["algo"] in args.algos
+                and run["algo"] not in args.rerun
+                and run["seed"] < args.seeds
+                and run["n_timesteps"] == (args.n_timesteps or zoo_hyperparams(run["algo"], args.env)[2])
+            }
+        )
     jobs = [
         (algo, args.env, seed, args.eval_freq, args.eval_episodes, args.n_timesteps)
         for seed in range(args.seeds)
         for algo in args.algos
+        if (algo, seed) not in reused
     ]
     threshold = THRESHOLDS[args.env]
+    meta = {
+        "command": "python benchmarks/bench_learning.py " + " ".join(f"{k}={v}" for k, v in vars(args).items()),
+        "args": vars(args),
+        "versions": versions(),
+        "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores, torch threads=1 per run",
+        "threshold": threshold,
+        "seeds": list(range(args.seeds)),
+    }
+    if reused:
+        meta["reused"] = {"runs": sorted(f"{algo} seed {seed}" for algo, seed in reused), "from": reused_from}
+    os.makedirs(os.path.dirname(args.out) or ".", exist_ok=True)
+    trained: dict[tuple[str, int], dict[str, Any]] = {}
     with ProcessPoolExecutor(max_workers=args.workers) as pool:
         futures = [pool.submit(run_one, *job) for job in jobs]
         for done, future in enumerate(as_completed(futures), start=1):
             run = future.result()
+            trained[run["algo"], run["seed"]] = run
+            # Every finished run is on disk at once: an interrupted table resumes with ``--reuse <out>.json``
+            with open(args.out + ".json", "w") as handle:
+                json.dump({"meta": meta, "runs": [*reused.values(), *trained.values()]}, handle, indent=1)
             print(
                 f"[{done}/{len(jobs)}] {run['algo']} seed {run['seed']}: final return {run['returns'][-1]:.1f}, "
                 f"threshold first reached at {first_reached(run, threshold)} steps, {run['seconds']:.0f} s",
                 file=sys.stderr,
                 flush=True,
             )
-        runs = [future.result() for future in futures]
+    runs = [{**reused, **trained}[algo, seed] for seed in range(args.seeds) for algo in args.algos]
     results = {algo: [run for run in runs if run["algo"] == algo] for algo in args.algos}
     summary = {algo: summarise(algo_runs, threshold) for algo, algo_runs in results.items()}
-
-    import sb3_contrib
-    import stable_baselines3
-    import torch
-
-    import sb3_softq
-
-    meta = {
-        "command": "python benchmarks/bench_learning.py " + " ".join(f"{k}={v}" for k, v in vars(args).items()),
-        "versions": {
-            "sb3_softq": sb3_softq.__version__,
-            "stable_baselines3": stable_baselines3.__version__,
-            "sb3_contrib": sb3_contrib.__version__,
-            "torch": torch.__version__,
-            "python": platform.python_version(),
-        },
-        "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores, torch threads=1 per run",
-        "threshold": threshold,
-        "seeds": list(range(args.seeds)),
-    }
-    os.makedirs(os.path.dirname(args.out) or ".", exist_ok=True)
     with open(args.out + ".json", "w") as handle:
         json.dump({"meta": meta, "summary": summary, "runs": runs}, handle, indent=1)
     lines = [
         f"{args.env} (threshold {threshold:g}), {args.seeds} seeds, greedy evaluation every {args.eval_freq} steps "
         f"over {args.eval_episodes} episodes; rl-zoo3 hyperparameters of each algorithm.",
         "",
+    ]
+    if reused:
+        lines += [
+            f"{len(reused)} of the {len(runs)} runs were taken from earlier runs with the same versions (`--reuse`; "
+            "runs are deterministic per seed): " + ", ".join(sorted({algo for algo, _ in reused})) + ".",
+            "",
+        ]
+    lines += [
         "| algorithm | final return | area under curve | steps to threshold (median) | seeds reaching it |",
         "| --- | ---: | ---: | ---: | ---: |",
     ]
