@@ -15,14 +15,17 @@ env = Monitor(gym.make("CartPole-v1"))
 model = SoftQ(
     "MlpPolicy",
     env,
-    learning_rate=2.3e-3,
-    batch_size=64,
+    learning_rate=4.8e-4,
+    batch_size=256,
     buffer_size=100_000,
     learning_starts=500,
-    target_update_interval=10,
-    train_freq=256,
-    gradient_steps=128,
-    ent_coef="auto",  # temperature learned towards target_entropy = 0.2 * log(2)
+    gamma=0.994,
+    target_update_interval=124,
+    train_freq=4,
+    gradient_steps=2,
+    n_critics=2,  # targets from the minimum of two target critics
+    ent_coef="auto",  # temperature learned towards target_entropy
+    target_entropy=0.414,
     policy_kwargs=dict(net_arch=[256, 256]),
     seed=0,
     verbose=1,
