@@ -205,9 +205,11 @@ def main() -> None:
 
     reused: dict[tuple[str, int], dict[str, Any]] = {}
     reused_from: list[str] = []
+    reused_notes: list[str] = []
     for path in args.reuse:
         earlier_meta, earlier_runs = reusable_runs(path, args.env, args.eval_freq, args.eval_episodes)
         reused_from += [*earlier_meta.get("reused", {}).get("from", []), earlier_meta["command"]]
+        reused_notes += [*earlier_meta.get("reused", {}).get("notes", []), *filter(None, [earlier_meta.get("note")])]
         reused.update(
             {
                 (run["algo"], run["seed"]): run
@@ -234,7 +236,11 @@ def main() -> None:
         "seeds": list(range(args.seeds)),
     }
     if reused:
-        meta["reused"] = {"runs": sorted(f"{algo} seed {seed}" for algo, seed in reused), "from": reused_from}
+        meta["reused"] = {
+            "runs": sorted(f"{algo} seed {seed}" for algo, seed in reused),
+            "from": reused_from,
+            "notes": reused_notes,
+        }
     os.makedirs(os.path.dirname(args.out) or ".", exist_ok=True)
     trained: dict[tuple[str, int], dict[str, Any]] = {}
     with ProcessPoolExecutor(max_workers=args.workers) as pool:
