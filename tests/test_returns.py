@@ -216,17 +216,45 @@ def test_general_off_policy_returns_match_loop(n_steps, dtype):
     th.testing.assert_close(returns.double(), expected, **tolerances(dtype, expected))
 
 
+@pytest.mark.parametrize("batch_size", [1, 3])
 @pytest.mark.parametrize("n_steps", [*range(1, 34), 63, 64, 65, 100])
-def test_reverse_recurrence_loop_and_scan_agree(n_steps):
-    """Both solvers of G_k = b_k + a_k G_{k+1} (the fastest is picked by length), zero coefficients included."""
+def test_reverse_recurrence_loop_and_scan_agree(n_steps, batch_size):
+    """Both solvers of G_k = b_k + a_k G_{k+1} (the fastest is picked by length), zero coefficients included;
+    neither writes into its inputs (the loop works in place on a copy)."""
     gen = th.Generator().manual_seed(n_steps)
-    base = th.randn(3, n_steps, generator=gen, dtype=th.float64)
-    coefs = th.rand(3, n_steps, generator=gen, dtype=th.float64) * (th.rand(3, n_steps, generator=gen) > 0.3)
+    base = th.randn(batch_size, n_steps, generator=gen, dtype=th.float64)
+    coefs = th.rand(batch_size, n_steps, generator=gen, dtype=th.float64)
+    coefs *= th.rand(batch_size, n_steps, generator=gen) > 0.3
+    inputs = (base.clone(), coefs.clone())
     expected = general_off_policy_returns_loop(
         base, th.zeros_like(base), th.zeros_like(base), coefs, th.ones_like(base), th.ones_like(base)
     )
-    th.testing.assert_close(_reverse_recurrence_loop(base, coefs), expected)
-    th.testing.assert_close(_reverse_recurrence_scan(base, coefs), expected)
+    for solver in (_reverse_recurrence_loop, _reverse_recurrence_scan):
+        returns = solver(base, coefs)
+        th.testing.assert_close(returns, expected)
+        assert returns.is_contiguous()
+        th.testing.assert_close((base, coefs), inputs, rtol=0, atol=0)
+
+
+
+@pytest.mark.parametrize("n_steps", [1, 5, 16])
+def test_general_off_policy_returns_is_differentiable(n_steps):
+    """The in-place time loop is for inputs without gradient; inputs that need one get the same values, and
+    exact gradients (gradcheck in float64), through the scan."""
+    gen = th.Generator().manual_seed(n_steps)
+    inputs = [th.randn(2, n_steps, generator=gen, dtype=th.float64) for _ in range(3)]
+    trace_coefs = th.rand(2, n_steps, generator=gen, dtype=th.float64)
+    discounts = th.full((2, n_steps), 0.9, dtype=th.float64)
+    continues = th.rand(2, n_steps, generator=gen) > 0.2
+    with th.no_grad():
+        expected = general_off_policy_returns(*inputs, trace_coefs, discounts, continues)
+
+    def returns(*differentiable):
+        return general_off_policy_returns(*differentiable, discounts, continues)
+
+    differentiable = [tensor.clone().requires_grad_() for tensor in (*inputs, trace_coefs)]
+    th.testing.assert_close(returns(*differentiable), expected)
+    assert th.autograd.gradcheck(returns, differentiable)
 
 
 def test_large_batch_matches_loop_and_is_vectorised():

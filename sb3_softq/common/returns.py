@@ -89,18 +89,19 @@ def _reverse_recurrence_loop(base: th.Tensor, coefs: th.Tensor) -> th.Tensor:
     """
     Solve :math:`G_k = b_k + a_k G_{k+1}` (:math:`G_T = 0`) with a reverse loop over time.
 
+    The loop writes each step in place into one time-major copy of ``base`` (one small kernel per step and no
+    final stacking). Autograd does not allow in-place writes into the views of ``unbind``: when a gradient is
+    needed, :func:`_solve_reverse_recurrence` uses :func:`_reverse_recurrence_scan` instead.
+
     :param base: :math:`b`, ``[batch, time]``
     :param coefs: :math:`a`, ``[batch, time]`` (the last column is not used)
     :return: :math:`G`, ``[batch, time]``
     """
-    bases, coefs_by_step = base.unbind(-1), coefs.unbind(-1)
-    g = bases[-1]
-    returns = [g]
-    for k in range(len(bases) - 2, -1, -1):
-        g = th.addcmul(bases[k], coefs_by_step[k], g)
-        returns.append(g)
-    returns.reverse()
-    return th.stack(returns, dim=-1)
+    returns = base.t().clone(memory_format=th.contiguous_format)  # [time, batch], always a copy: written in place
+    returns_by_step, coefs_by_step = returns.unbind(0), coefs.t().unbind(0)
+    for k in range(len(returns_by_step) - 2, -1, -1):
+        returns_by_step[k].addcmul_(coefs_by_step[k], returns_by_step[k + 1])
+    return returns.t().clone(memory_format=th.contiguous_format)
 
 
 def _reverse_recurrence_scan(base: th.Tensor, coefs: th.Tensor) -> th.Tensor:
@@ -130,8 +131,12 @@ def _reverse_recurrence_scan(base: th.Tensor, coefs: th.Tensor) -> th.Tensor:
 
 
 def _solve_reverse_recurrence(base: th.Tensor, coefs: th.Tensor) -> th.Tensor:
-    """:math:`G_k = b_k + a_k G_{k+1}` with the implementation measured fastest for this window length."""
-    if base.shape[-1] >= SCAN_MIN_LENGTH:
+    """
+    :math:`G_k = b_k + a_k G_{k+1}` with the implementation measured fastest for this window length (the scan
+    whenever autograd has to differentiate through it).
+    """
+    needs_grad = th.is_grad_enabled() and (base.requires_grad or coefs.requires_grad)
+    if needs_grad or base.shape[-1] >= SCAN_MIN_LENGTH:
         return _reverse_recurrence_scan(base, coefs)
     return _reverse_recurrence_loop(base, coefs)
 

@@ -365,6 +365,7 @@ class SoftQ(OffPolicyAlgorithm):
 
         losses, ent_coef_losses = [], []
         ent_coef = self.policy.ent_coef
+        q_net_parameters = list(self.policy.q_nets.parameters())  # listed once, not at every gradient step
         for _ in range(gradient_steps):
             replay_data = self.replay_buffer.sample(batch_size, env=self._vec_normalize_env)  # type: ignore[union-attr]
             if self.ent_coef_optimizer is not None:  # the temperature changes at every step
@@ -383,7 +384,7 @@ class SoftQ(OffPolicyAlgorithm):
 
             self.policy.optimizer.zero_grad()
             loss.backward()
-            th.nn.utils.clip_grad_norm_(self.policy.q_nets.parameters(), self.max_grad_norm)
+            th.nn.utils.clip_grad_norm_(q_net_parameters, self.max_grad_norm)
             self.policy.optimizer.step()
 
             if self.ent_coef_optimizer is not None:
