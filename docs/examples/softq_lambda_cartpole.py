@@ -16,7 +16,7 @@ model = SoftQLambda(
     "MlpPolicy",
     env,
     learning_rate=2.3e-3,
-    batch_size=8,  # sequences: 8 windows x 8 steps = 64 TD targets, as SoftQ's batch_size=64
+    batch_size=8,  # sequences: 8 windows x 8 steps = 64 TD targets, as rl-zoo3's DQN batch_size=64
     sequence_length=8,
     trace_lambda=0.9,
     trace="tree_backup",

@@ -140,8 +140,9 @@ class SoftQPolicy(BasePolicy):
         """
         Use a state-dependent reference policy :math:`\\bar\\pi(\\cdot|s)`.
 
-        :param log_prior_fn: maps (preprocessed) observations to log-probabilities ``[batch, n_actions]``;
-            ``None`` goes back to the fixed prior given at construction (uniform if none)
+        :param log_prior_fn: maps raw observations (before SB3's preprocessing, as the model receives them) to
+            log-probabilities ``[batch, n_actions]``; ``None`` goes back to the fixed prior given at construction
+            (uniform if none)
         """
         self._log_prior_fn = log_prior_fn
 

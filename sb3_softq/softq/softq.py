@@ -95,9 +95,9 @@ class SoftQ(OffPolicyAlgorithm):
     :param target_entropy: target entropy of :math:`\\pi_B` (nats) when ``ent_coef`` is learned. ``"auto"`` is
         ``0.2 * log|A|``. SAC-discrete's ``0.98 * log|A|`` asks for an almost uniform policy, so the temperature
         grows until the Boltzmann policy ignores Q; a fifth of the maximum entropy keeps exploration while letting
-        the policy become nearly greedy where Q is clear. Checked on CartPole-v1, where every seed of SoftQ and
-        SoftQLambda with the shipped hyperparameters reaches 475 (documentation, "Benchmark results"); not yet
-        compared with other fractions, nor on LunarLander-v3.
+        the policy become nearly greedy where Q is clear. The shipped Acrobot-v1 and MountainCar-v0 entries use it,
+        and every seed of SoftQ and SoftQLambda learns there (documentation, "Benchmark results"); the CartPole-v1
+        and LunarLander-v3 entries set 0.414, found by the tuner. Not yet compared with other fractions.
     :param reference_policy: the reference ("default") policy :math:`\\bar\\pi` of the KL regulariser:
         ``None`` for uniform (maximum-entropy RL), a vector of action probabilities, or a state-dependent prior:
         a callable mapping observation tensors to log-probabilities ``[batch, n_actions]``, or an SB3 policy / model
