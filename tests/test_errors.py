@@ -30,6 +30,21 @@ ALGOS = [SoftQ, SoftQLambda]
         (dict(reference_policy=[-0.5, 1.5]), "reference_policy"),
         (dict(reference_policy=np.full((3, 2), 0.5)), "reference_policy"),
         (dict(n_critics=0), "n_critics"),
+        (dict(n_critics=True), "n_critics"),
+        (dict(n_critics=1.5), "n_critics"),
+        (dict(gamma=1.5), "gamma"),
+        (dict(gamma=-0.1), "gamma"),
+        (dict(tau=2.0), "tau"),
+        (dict(batch_size=0), "batch_size"),
+        (dict(buffer_size=0), "buffer_size"),
+        (dict(buffer_size=1e5), "buffer_size"),
+        (dict(learning_starts=-1), "learning_starts"),
+        (dict(target_update_interval=0), "target_update_interval"),
+        (dict(max_grad_norm=0.0), "max_grad_norm"),
+        (dict(max_grad_norm=float("nan")), "max_grad_norm"),
+        (dict(target_entropy=None), "target_entropy"),
+        (dict(target_entropy="0.1"), "target_entropy"),
+        (dict(exploration_final_eps="0.5"), "exploration_final_eps"),
         (dict(n_steps=3), "SoftQLambda"),
         (dict(replay_buffer_class=NStepReplayBuffer), "n_steps|SequenceReplayBuffer"),
         (dict(exploration_initial_eps=1.5), "exploration_initial_eps"),
@@ -47,6 +62,8 @@ def test_bad_arguments(model_class: type[SoftQ], kwargs: dict, match: str) -> No
         (dict(trace_lambda=-0.1), "trace_lambda"),
         (dict(sequence_length=0), "sequence_length"),
         (dict(sequence_length=2.5), "sequence_length"),
+        (dict(sequence_length=True), "sequence_length"),
+        (dict(trace_lambda="0.9"), "trace_lambda"),
         (dict(trace="watkins"), "trace"),
         (dict(replay_buffer_class=ReplayBuffer), "replay_buffer_class"),
         (dict(optimize_memory_usage=True), "optimize_memory_usage"),
@@ -59,8 +76,25 @@ def test_bad_lambda_arguments(kwargs: dict, match: str) -> None:
 
 
 @pytest.mark.parametrize("model_class", ALGOS)
+def test_numpy_numbers_accepted(model_class: type[SoftQ]) -> None:
+    """Values read from NumPy arrays or Optuna trials are numbers too."""
+    extra = dict(trace_lambda=np.float32(0.5), sequence_length=np.int64(4)) if model_class is SoftQLambda else {}
+    model = model_class(
+        "MlpPolicy",
+        "CartPole-v1",
+        ent_coef=np.float32(0.1),
+        gamma=np.float64(0.9),
+        n_critics=np.int64(2),
+        batch_size=np.int64(8),
+        target_entropy=np.float32(0.1),
+        **extra,
+    )
+    assert model.n_critics == 2 and isinstance(model.n_critics, int)
+
+
+@pytest.mark.parametrize("model_class", ALGOS)
 def test_continuous_actions_refused(model_class: type[SoftQ]) -> None:
-    with pytest.raises(AssertionError, match="Discrete"):
+    with pytest.raises(ValueError, match="Discrete action space"):
         model_class("MlpPolicy", "Pendulum-v1")
 
 
@@ -81,18 +115,31 @@ def test_bad_reference_policies(model_class: type[SoftQ]) -> None:
 
 
 @pytest.mark.parametrize("trace", ["importance_sampling", "retrace"])
-def test_off_policy_traces_need_behaviour_probabilities(trace: str) -> None:
-    """Steps added to the buffer without behaviour probabilities cannot be used by IS / Retrace."""
+@pytest.mark.parametrize("without_probs", ["every step", "first steps of episodes"])
+def test_off_policy_traces_need_behaviour_probabilities(trace: str, without_probs: str) -> None:
+    """Steps added to the buffer without behaviour probabilities cannot be used by IS / Retrace; the first step of
+    an episode never is (mu(a_{k+1}|s_{k+1}) enters only where the trace continues from step k)."""
     model = SoftQLambda("MlpPolicy", "CartPole-v1", trace=trace, learning_starts=0, buffer_size=100, batch_size=4)
     env = gym.make("CartPole-v1")
-    obs = env.reset(seed=0)[0]
-    for _ in range(20):
+    obs, first_step = env.reset(seed=0)[0], True
+    for _ in range(60):
         action = env.action_space.sample()
         next_obs, reward, terminated, truncated, _ = env.step(action)
+        probs = None if without_probs == "every step" or first_step else np.array([0.5])
         model.replay_buffer.add(
-            obs[None], next_obs[None], np.array([action]), np.array([reward]), np.array([terminated]), [{}]
+            obs[None],
+            next_obs[None],
+            np.array([action]),
+            np.array([reward]),
+            np.array([terminated]),
+            [{"TimeLimit.truncated": truncated and not terminated}],
+            behaviour_probs=probs,
         )
-        obs = env.reset()[0] if terminated or truncated else next_obs
+        obs, first_step = (env.reset()[0], True) if terminated or truncated else (next_obs, False)
     model.set_logger(Logger(folder=None, output_formats=[]))
-    with pytest.raises(ValueError, match="behaviour probabilities"):
-        model.train(gradient_steps=1, batch_size=4)
+    if without_probs == "every step":
+        with pytest.raises(ValueError, match="behaviour probabilities"):
+            model.train(gradient_steps=1, batch_size=4)
+    else:
+        model.train(gradient_steps=20, batch_size=4)
+        assert np.isfinite(model.logger.name_to_value["train/loss"])

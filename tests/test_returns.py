@@ -236,7 +236,6 @@ def test_reverse_recurrence_loop_and_scan_agree(n_steps, batch_size):
         th.testing.assert_close((base, coefs), inputs, rtol=0, atol=0)
 
 
-
 @pytest.mark.parametrize("n_steps", [1, 5, 16])
 def test_general_off_policy_returns_is_differentiable(n_steps):
     """The in-place time loop is for inputs without gradient; inputs that need one get the same values, and

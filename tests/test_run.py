@@ -26,9 +26,11 @@ FAST = dict(
 def test_mlp(model_class: type[SoftQ], n_envs: int, n_critics: int, ent_coef: float | str) -> None:
     env = make_vec_env("CartPole-v1", n_envs=n_envs, seed=0)
     model = model_class("MlpPolicy", env, n_critics=n_critics, ent_coef=ent_coef, seed=0, **FAST)
+    before = [parameter.detach().clone() for parameter in model.policy.q_nets.parameters()]
     model.learn(400)
     assert len(model.policy.q_nets) == n_critics
-    assert model.policy.ent_coef.item() > 0
+    assert model._n_updates > 0
+    assert all(not th.equal(old, new) for old, new in zip(before, model.policy.q_nets.parameters(), strict=True))
     if isinstance(ent_coef, str):
         # The temperature was learned
         assert model.policy.ent_coef.item() != pytest.approx(0.5 if ent_coef == "auto_0.5" else 1.0)
@@ -42,6 +44,10 @@ def test_cnn(model_class: type[SoftQ]) -> None:
     kwargs = {**FAST, "buffer_size": 300, "policy_kwargs": dict(features_extractor_kwargs=dict(features_dim=32))}
     model = model_class("CnnPolicy", env, seed=0, **kwargs)
     model.learn(150)
+    assert model._n_updates > 0
+    obs, _ = env.reset()
+    action, _ = model.predict(obs, deterministic=True)
+    assert env.action_space.contains(int(action))
 
 
 @pytest.mark.parametrize("model_class", ALGOS)
@@ -57,8 +63,17 @@ def test_multi_input(model_class: type[SoftQ]) -> None:
 
 @pytest.mark.parametrize("model_class", ALGOS)
 def test_vec_normalize(model_class: type[SoftQ]) -> None:
+    """The buffer stores raw observations and rewards; samples are normalised with the env's current statistics."""
     env = VecNormalize(make_vec_env("CartPole-v1", n_envs=2, seed=0), gamma=0.99)
-    model_class("MlpPolicy", env, seed=0, **FAST).learn(300)
+    model = model_class("MlpPolicy", env, seed=0, **FAST).learn(300)
+    assert model._n_updates > 0
+    np.random.seed(0)
+    raw = model.replay_buffer.sample(8)
+    np.random.seed(0)
+    normalised = model.replay_buffer.sample(8, env=model.get_vec_normalize_env())
+    np.testing.assert_allclose(normalised.observations.numpy(), env.normalize_obs(raw.observations.numpy()), rtol=1e-5)
+    np.testing.assert_allclose(normalised.rewards.numpy(), env.normalize_reward(raw.rewards.numpy()), rtol=1e-5)
+    assert not np.allclose(normalised.observations.numpy(), raw.observations.numpy())
 
 
 @pytest.mark.parametrize("model_class", ALGOS)
@@ -82,8 +97,21 @@ def test_reference_policies(model_class: type[SoftQ], prior: str) -> None:
     model.learn(300)
     if prior == "callable":
         assert calls, "the state-dependent prior was never used"
-    obs, _ = env.reset(seed=1)
-    model.predict(obs, deterministic=False)
+    obs = th.as_tensor(env.reset(seed=1)[0][None])
+    if prior == "uniform":
+        expected_log_prior = th.full((1, 2), -np.log(2.0))
+    elif prior == "vector":
+        expected_log_prior = th.log(th.tensor([[0.3, 0.7]]))
+    elif prior == "callable":
+        expected_log_prior = state_dependent(obs)
+    else:
+        expected_log_prior = reference.policy.get_distribution(obs).distribution.logits.detach()
+    log_prior = model.policy.log_prior(obs)
+    th.testing.assert_close(th.full((1, 2), -np.log(2.0)) if log_prior is None else log_prior.expand(1, 2), expected_log_prior)
+    # pi_B = softmax(Q / tau + log prior)
+    with th.no_grad():
+        logits = model.policy.q_values(obs) / model.policy.ent_coef + expected_log_prior
+        th.testing.assert_close(model.policy.action_log_probs(obs), th.log_softmax(logits, dim=1))
 
 
 @pytest.mark.parametrize("model_class", ALGOS)
@@ -94,8 +122,8 @@ def test_callbacks_progress_bar_and_logged_keys(model_class: type[SoftQ], tmp_pa
     eval_callback = EvalCallback(make_vec_env("CartPole-v1", n_envs=1), eval_freq=200, n_eval_episodes=2)
     checkpoint = CheckpointCallback(save_freq=250, save_path=str(tmp_path / "ckpt"))
     model.learn(600, callback=[eval_callback, checkpoint], progress_bar=True, log_interval=1)
-    assert eval_callback.last_mean_reward > 0
-    assert list((tmp_path / "ckpt").glob("*.zip"))
+    assert np.isfinite(eval_callback.last_mean_reward)  # -inf until the first evaluation
+    assert len(list((tmp_path / "ckpt").glob("*.zip"))) == 2  # after 250 and 500 steps
     with open(tmp_path / "log" / "progress.csv") as handle:
         keys = set(next(csv.reader(handle)))
     expected = {"train/loss", "train/ent_coef", "train/entropy", "train/kl_to_reference", "train/q_mean", "train/n_updates"}
@@ -108,12 +136,21 @@ def test_callbacks_progress_bar_and_logged_keys(model_class: type[SoftQ], tmp_pa
 @pytest.mark.parametrize("model_class", ALGOS)
 def test_exploration_mixing(model_class: type[SoftQ]) -> None:
     """epsilon-mixing on top of Boltzmann sampling; behaviour probabilities include it."""
-    model = model_class("MlpPolicy", "CartPole-v1", exploration_initial_eps=1.0, exploration_final_eps=0.5, seed=0, **FAST)
+    kwargs = dict(exploration_initial_eps=1.0, exploration_final_eps=0.5, exploration_fraction=0.5, seed=0, **FAST)
+    model = model_class("MlpPolicy", "CartPole-v1", **kwargs)
     model.learn(300)
-    assert 0.5 <= model.exploration_rate <= 1.0
-    assert model._last_behaviour_probs is not None
-    # mu = (1 - eps) pi_B + eps / |A| >= eps / 2
-    assert (model._last_behaviour_probs >= model.exploration_rate / 2 - 1e-6).all()
+    assert model.exploration_rate == pytest.approx(0.5)  # annealed over the first half of the 300 steps
+    # mu = (1 - eps) pi_B + eps / |A|, for the sampled actions and their recorded probabilities; a low temperature makes
+    # pi_B nearly greedy, so that mu (about 0.75 / 0.25) is far from pi_B (about 1 / 0)
+    model = model_class("MlpPolicy", "CartPole-v1", ent_coef=1e-3, **kwargs)
+    obs = th.as_tensor(np.random.default_rng(0).normal(size=(4000, 4)).astype(np.float32))
+    actions, probs = model.policy.sample_behaviour(obs, exploration_rate=0.5)
+    with th.no_grad():
+        policy_probs = model.policy.action_log_probs(obs).exp().numpy()
+    mixed = 0.5 * policy_probs + 0.25
+    np.testing.assert_allclose(probs, mixed[np.arange(len(actions)), actions], atol=1e-4)
+    greedy = policy_probs.argmax(axis=1)
+    assert abs(np.mean(actions == greedy) - np.mean(mixed.max(axis=1))) < 0.03
 
 
 def test_predict_deterministic_is_argmax_and_stochastic_samples_boltzmann() -> None:
@@ -124,11 +161,13 @@ def test_predict_deterministic_is_argmax_and_stochastic_samples_boltzmann() -> N
         q_values = model.policy.q_values(obs_tensor)
     actions, _ = model.predict(obs, deterministic=True)
     np.testing.assert_array_equal(actions, q_values.argmax(dim=1).numpy())
-    # Stochastic: frequencies match pi_B on one state
+    # Stochastic: frequencies match pi_B on one state; the prior makes pi_B far from uniform (about 0.2 / 0.8)
+    model = SoftQ("MlpPolicy", "CartPole-v1", ent_coef=1.0, reference_policy=[0.2, 0.8], seed=0, **FAST)
     single = np.repeat(obs[:1], 4000, axis=0)
     sampled, _ = model.predict(single, deterministic=False)
     with th.no_grad():
         probs = model.policy.action_log_probs(th.as_tensor(obs[:1])).exp()[0].numpy()
+    assert abs(probs[1] - 0.5) > 0.2
     assert abs(np.mean(sampled == 1) - probs[1]) < 0.03
 
 

@@ -99,6 +99,40 @@ def test_state_dependent_prior_must_be_passed_again(tmp_path, model_class: type[
 
 
 @pytest.mark.parametrize("model_class", ALGOS)
+def test_load_keeps_or_replaces_the_fixed_prior(tmp_path, model_class: type[SoftQ]) -> None:
+    """A vector prior is saved with the model, and `load(reference_policy=...)` replaces it (None: uniform)."""
+    model = model_class("MlpPolicy", "CartPole-v1", reference_policy=[0.3, 0.7], seed=0, **FAST)
+    model.learn(100)
+    model.save(tmp_path / "model.zip")
+
+    def prior_probs(loaded: SoftQ) -> list[float] | None:
+        log_probs = loaded.policy.log_prior(th.zeros(1, 4))
+        return None if log_probs is None else log_probs.exp().tolist()
+
+    assert prior_probs(model_class.load(tmp_path / "model.zip")) == pytest.approx([0.3, 0.7])
+    assert prior_probs(model_class.load(tmp_path / "model.zip", reference_policy=[0.9, 0.1])) == pytest.approx([0.9, 0.1])
+    assert prior_probs(model_class.load(tmp_path / "model.zip", reference_policy=None)) is None
+    # ... and the other way round: a model trained with the uniform prior, loaded with a vector
+    uniform = model_class("MlpPolicy", "CartPole-v1", seed=0, **FAST)
+    uniform.save(tmp_path / "uniform.zip")
+    assert prior_probs(model_class.load(tmp_path / "uniform.zip", reference_policy=[0.9, 0.1])) == pytest.approx([0.9, 0.1])
+
+
+@pytest.mark.parametrize("model_class", ALGOS)
+def test_load_accepts_the_policy_kwargs_it_was_built_with(tmp_path, model_class: type[SoftQ]) -> None:
+    """SB3 compares `load(policy_kwargs=...)` with the saved ones: those are the user's, not the algorithm's additions."""
+    policy_kwargs = dict(net_arch=[32])
+    model = model_class("MlpPolicy", "CartPole-v1", n_critics=2, seed=0, **{**FAST, "policy_kwargs": policy_kwargs})
+    assert model.policy_kwargs == policy_kwargs
+    model.save(tmp_path / "model.zip")
+    loaded = model_class.load(tmp_path / "model.zip", policy_kwargs=dict(net_arch=[32]))
+    assert loaded.policy.n_critics == 2
+    assert loaded.policy.net_arch == [32]
+    with pytest.raises(ValueError, match="policy kwargs"):
+        model_class.load(tmp_path / "model.zip", policy_kwargs=dict(net_arch=[64]))
+
+
+@pytest.mark.parametrize("model_class", ALGOS)
 def test_deterministic_training(model_class: type[SoftQ]) -> None:
     """Same seed -> same actions, same parameters."""
     results = []

@@ -480,8 +480,9 @@ def test_behaviour_probs_default_nan():
 
 
 def test_invalid_arguments():
-    with pytest.raises(ValueError, match="sequence_length"):
-        create_buffer(sequence_length=0)
+    for sequence_length in (0, 2.5, True):
+        with pytest.raises(ValueError, match="sequence_length"):
+            create_buffer(sequence_length=sequence_length)
     with pytest.raises(ValueError, match="optimize_memory_usage"):
         create_buffer(optimize_memory_usage=True)
     with pytest.raises(ValueError, match="buffer_size"):

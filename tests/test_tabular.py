@@ -136,6 +136,8 @@ def test_random_mdp_and_env():
         random_mdp(3, 2, branching=4)
     with pytest.raises(ValueError, match="absorbing"):
         TabularMDP(mdp.transitions, mdp.rewards, mdp.initial_distribution, terminal=np.eye(6, dtype=bool)[0])
+    with pytest.raises(ValueError, match="initial_distribution"):
+        TabularMDP(mdp.transitions, mdp.rewards, np.array([1.5, -0.5, 0, 0, 0, 0]))
 
 
 @pytest.mark.parametrize("is_slippery", [False, True])
@@ -202,6 +204,20 @@ def test_boltzmann_n_step_return_is_the_kl_augmented_return(mdp):
     )
     with pytest.raises(ValueError, match="behaviour_probs"):
         trace_coefficients(q, obs, act, tau, "importance_sampling")
+    for kwargs, match in ((dict(gamma=1.5), "gamma"), (dict(ent_coef=0.0), "ent_coef"), (dict(ent_coef=-1.0), "ent_coef")):
+        arguments = dict(gamma=gamma, ent_coef=tau) | kwargs
+        with pytest.raises(ValueError, match=match):
+            multistep_soft_returns(q, obs, act, rew, False, **arguments)
+        with pytest.raises(ValueError, match=match):
+            n_step_soft_return(q, obs, act, rew, False, n=2, **arguments)
+    with pytest.raises(ValueError, match="trace_lambda"):
+        trace_coefficients(q, obs, act, tau, "tree_backup", trace_lambda=7)
+    negative_obs = np.array(obs)
+    negative_obs[1] = -1  # NumPy indexing would wrap it silently
+    with pytest.raises(ValueError, match="observations"):
+        soft_td_errors(q, negative_obs, act, rew, False, gamma, tau)
+    with pytest.raises(ValueError, match="actions"):
+        soft_td_errors(q, obs, np.array(act) + q.shape[1], rew, False, gamma, tau)
 
 
 # ---------------------------------------------------------------------------------------------------- backward view
@@ -368,6 +384,9 @@ def test_bad_types_and_spaces(mdp):
         model.learn(5)
     with pytest.raises(ValueError, match="observation"):
         model.predict(7)
+    for behaviour_prob in (0.0, -0.5, 1.5):
+        with pytest.raises(ValueError, match="behaviour_prob"):
+            TabularSoftQLambda(TabularMDPEnv(mdp)).observe(0, 0, 1.0, 1, False, behaviour_prob=behaviour_prob)
 
 
 def test_behaviour_policies_and_predict(mdp):
@@ -429,13 +448,13 @@ def test_save_load(tmp_path, mdp):
         ent_coef=0.3,
         reference_policy=prior,
         gamma=0.8,
-        learning_rate=0.05,
+        learning_rate=np.float32(0.05),  # NumPy numbers are saved as JSON too
         algorithm="n_step",
         trace="importance_sampling",
         n=4,
         trace_lambda=0.7,
-        behaviour_policy=0.2,
-        seed=5,
+        behaviour_policy=np.float64(0.2),
+        seed=np.int64(5),
     )
     model.learn(300)
     model.save(tmp_path / "model")

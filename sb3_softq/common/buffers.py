@@ -16,6 +16,8 @@ from stable_baselines3.common.buffers import BaseBuffer, ReplayBuffer
 from stable_baselines3.common.type_aliases import TensorDict
 from stable_baselines3.common.vec_env import VecNormalize
 
+from sb3_softq.common.checks import check_number
+
 try:
     # Check memory used by replay buffer when possible
     import psutil
@@ -109,8 +111,7 @@ class SequenceReplayBuffer(ReplayBuffer):
         handle_timeout_termination: bool = True,
         sequence_length: int = 8,
     ):
-        if int(sequence_length) != sequence_length or sequence_length < 1:
-            raise ValueError(f"`sequence_length` must be an integer >= 1, got {sequence_length!r}")
+        check_number("sequence_length", sequence_length, 1, integer=True)
         if optimize_memory_usage:
             raise ValueError(
                 "`optimize_memory_usage=True` is not supported (nor needed) by SequenceReplayBuffer: it already stores "

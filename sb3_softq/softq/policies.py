@@ -105,8 +105,9 @@ class SoftQPolicy(BasePolicy):
         }
         self.log_ent_coef = nn.Parameter(th.tensor(float(np.log(ent_coef))), requires_grad=False)
         log_prior = None if reference_probs is None else th.log(th.as_tensor(reference_probs, dtype=th.float32))
-        # A buffer (saved with the policy) for a fixed prior; None means uniform.
-        self.register_buffer("reference_log_probs", log_prior)
+        # A buffer (it follows the policy's device) for a fixed prior; None means uniform. Not in the state dict: the
+        # prior comes from `reference_probs`, so that `load(path, reference_policy=...)` can replace it.
+        self.register_buffer("reference_log_probs", log_prior, persistent=False)
         self._log_prior_fn: LogPriorFn | None = None
         self._build(lr_schedule)
 

@@ -1,4 +1,5 @@
 import math
+import numbers
 import warnings
 from typing import Any, ClassVar, NamedTuple, TypeVar
 
@@ -12,6 +13,7 @@ from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, PyTorch
 from stable_baselines3.common.utils import LinearSchedule, get_parameters_by_name, polyak_update
 from torch.nn import functional as F
 
+from sb3_softq.common.checks import check_number
 from sb3_softq.common.reference import is_state_dependent, make_log_prior_fn, validate_reference_probs
 from sb3_softq.common.soft import boltzmann_log_probs, entropy, kl_divergence, soft_value
 from sb3_softq.softq.policies import CnnPolicy, MlpPolicy, MultiInputPolicy, SoftQPolicy, default_optimizer_kwargs
@@ -48,7 +50,7 @@ def _parse_ent_coef(ent_coef: float | str) -> tuple[float, bool]:
             if init > 0 and math.isfinite(init):
                 return init, True
         raise ValueError(f'`ent_coef` must be a float > 0, "auto" or "auto_<init>" with <init> > 0, got {ent_coef!r}')
-    if isinstance(ent_coef, bool) or not isinstance(ent_coef, int | float) or not (ent_coef > 0 and math.isfinite(ent_coef)):
+    if isinstance(ent_coef, bool) or not isinstance(ent_coef, numbers.Real) or not (ent_coef > 0 and math.isfinite(ent_coef)):
         raise ValueError(f'`ent_coef` must be a float > 0, "auto" or "auto_<init>", got {ent_coef!r}')
     return float(ent_coef), False
 
@@ -170,8 +172,18 @@ class SoftQ(OffPolicyAlgorithm):
                 "on-policy n-step soft return)."
             )
         _parse_ent_coef(ent_coef)
-        if not isinstance(n_critics, int) or n_critics < 1:
-            raise ValueError(f"`n_critics` must be an integer >= 1, got {n_critics!r}")
+        for name, value, low, high, integer in (
+            ("buffer_size", buffer_size, 1, math.inf, True),
+            ("learning_starts", learning_starts, 0, math.inf, True),
+            ("batch_size", batch_size, 1, math.inf, True),
+            ("tau", tau, 0, 1, False),
+            ("gamma", gamma, 0, 1, False),
+            ("target_update_interval", target_update_interval, 1, math.inf, True),
+            ("n_critics", n_critics, 1, math.inf, True),
+        ):
+            check_number(name, value, low, high, integer=integer)
+        check_number("max_grad_norm", max_grad_norm, 0, low_open=True)
+        n_critics = int(n_critics)
         if policy_kwargs is not None and "n_critics" in policy_kwargs and policy_kwargs["n_critics"] != n_critics:
             raise ValueError("Pass `n_critics` to the algorithm, not in `policy_kwargs`")
         super().__init__(
@@ -197,9 +209,14 @@ class SoftQ(OffPolicyAlgorithm):
             device=device,
             seed=seed,
             sde_support=False,
-            supported_action_spaces=(spaces.Discrete,),
             support_multi_env=True,
         )
+        # Checked here rather than by SB3 (`supported_action_spaces`), whose assertion is not a ValueError
+        if env is not None and not isinstance(self.action_space, spaces.Discrete):
+            raise ValueError(
+                f"{type(self).__name__} needs a Discrete action space, but the env's is {self.action_space}: "
+                "soft Q-learning takes the log-sum-exp of Q over all actions"
+            )
         self.ent_coef = ent_coef
         self.target_entropy = target_entropy
         self.reference_policy = reference_policy
@@ -230,15 +247,16 @@ class SoftQ(OffPolicyAlgorithm):
 
     def _setup_model(self) -> None:
         for name in ("exploration_initial_eps", "exploration_final_eps", "exploration_fraction"):
-            value = getattr(self, name)
-            if not 0.0 <= value <= 1.0:
-                raise ValueError(f"`{name}` must be in [0, 1], got {value!r}")
+            check_number(name, getattr(self, name), 0, 1)
         init_ent_coef, self._learn_ent_coef = _parse_ent_coef(self.ent_coef)
+        max_entropy = math.log(self.n_actions)
         if self.target_entropy == "auto":
-            self.target_entropy = DEFAULT_TARGET_ENTROPY_FRACTION * math.log(self.n_actions)
-        elif isinstance(self.target_entropy, str) or not 0.0 <= float(self.target_entropy) <= math.log(self.n_actions):
+            self.target_entropy = DEFAULT_TARGET_ENTROPY_FRACTION * max_entropy
+        elif isinstance(self.target_entropy, bool) or not (
+            isinstance(self.target_entropy, numbers.Real) and 0.0 <= self.target_entropy <= max_entropy
+        ):
             raise ValueError(
-                f'`target_entropy` must be "auto" or a float in [0, log|A|] = [0, {math.log(self.n_actions):.4g}], '
+                f'`target_entropy` must be "auto" or a float in [0, log|A|] = [0, {max_entropy:.4g}], '
                 f"got {self.target_entropy!r}"
             )
         self.target_entropy = float(self.target_entropy)
@@ -246,15 +264,19 @@ class SoftQ(OffPolicyAlgorithm):
         reference_probs = None
         if self.reference_policy is not None and not is_state_dependent(self.reference_policy):
             reference_probs = validate_reference_probs(self.reference_policy, self.n_actions)
-        # A new dict: the user's policy_kwargs are left as they were
+        # The policy also gets the algorithm's own arguments, only while it is built: SB3 saves `self.policy_kwargs` and
+        # compares it with the `policy_kwargs` given to `load()`, which are the user's.
+        user_policy_kwargs = self.policy_kwargs
         self.policy_kwargs = {
-            **self.policy_kwargs,
+            **user_policy_kwargs,
             "n_critics": self.n_critics,
             "ent_coef": init_ent_coef,
             "reference_probs": reference_probs,
         }
-
-        super()._setup_model()
+        try:
+            super()._setup_model()
+        finally:
+            self.policy_kwargs = user_policy_kwargs
         self._create_aliases()
         # Copy running stats, see SB3 GH issue #996
         self.batch_norm_stats = get_parameters_by_name(self.q_nets, ["running_"])

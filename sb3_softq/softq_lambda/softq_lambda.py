@@ -9,6 +9,7 @@ from stable_baselines3.common.policies import BasePolicy
 from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, PyTorchObs, Schedule
 
 from sb3_softq.common.buffers import DictSequenceReplayBuffer, SequenceReplayBuffer, SequenceReplayBufferSamples
+from sb3_softq.common.checks import check_number
 from sb3_softq.common.returns import (
     TRACES,
     TRACES_NEEDING_BEHAVIOUR_PROBS,
@@ -131,10 +132,8 @@ class SoftQLambda(SoftQ):
         device: th.device | str = "auto",
         _init_setup_model: bool = True,
     ) -> None:
-        if isinstance(sequence_length, bool) or not isinstance(sequence_length, int | np.integer) or sequence_length < 1:
-            raise ValueError(f"`sequence_length` must be an integer >= 1, got {sequence_length!r}")
-        if isinstance(trace_lambda, bool) or not isinstance(trace_lambda, int | float) or not 0.0 <= trace_lambda <= 1.0:
-            raise ValueError(f"`trace_lambda` must be a float in [0, 1], got {trace_lambda!r}")
+        check_number("sequence_length", sequence_length, 1, integer=True)
+        check_number("trace_lambda", trace_lambda, 0, 1)
         if trace not in TRACES:
             raise ValueError(f"`trace` must be one of {', '.join(map(repr, TRACES))}, got {trace!r}")
         if optimize_memory_usage:
@@ -238,7 +237,8 @@ class SoftQLambda(SoftQ):
             next_behaviour_probs = None
             if self.trace in TRACES_NEEDING_BEHAVIOUR_PROBS:
                 next_behaviour_probs = _next_step(replay_data.behaviour_probs)
-                if bool(th.isnan(next_behaviour_probs * replay_data.continues).any()):
+                # Only where the trace continues is mu(a_{k+1}|s_{k+1}) used (NaN * 0 would still be NaN)
+                if bool(th.isnan(th.where(replay_data.continues != 0, next_behaviour_probs, 0.0)).any()):
                     raise ValueError(
                         f"trace={self.trace!r} needs the behaviour probabilities of the stored actions, but the replay "
                         "buffer holds steps added without them"

@@ -6,7 +6,7 @@ import os
 import warnings
 from collections import deque
 from collections.abc import Callable
-from typing import Any, NamedTuple, TypeVar
+from typing import Any, NamedTuple, TypeGuard, TypeVar
 
 import gymnasium as gym
 import numpy as np
@@ -39,7 +39,7 @@ def _discrete_size(space: spaces.Space, name: str) -> int:
     return int(space.n)
 
 
-def _is_real(value: Any) -> bool:
+def _is_real(value: Any) -> TypeGuard[int | float | np.floating | np.integer]:
     return isinstance(value, int | float | np.floating | np.integer) and not isinstance(value, bool)
 
 
@@ -199,16 +199,17 @@ class TabularSoftQLambda:
         self.log_prior = reference_log_prior(reference_policy, n_states, n_actions)
         self._log_prior_rows: list[list[float]] = self.log_prior.tolist()
         self.gamma = float(gamma)
-        self.learning_rate = learning_rate
+        # Python numbers (NumPy scalars are accepted too), so that `save` can write the options as JSON
+        self.learning_rate = float(learning_rate) if _is_real(learning_rate) else learning_rate
         self.algorithm = algorithm
         self.trace = trace
         self.n = (3 if n is None else int(n)) if algorithm == "n_step" else None
         default_lambda = {"one_step": 0.0, "n_step": 1.0, "lambda": 0.9}[algorithm]
         self.trace_lambda = default_lambda if trace_lambda is None else float(trace_lambda)
         self.trace_type = trace_type
-        self.behaviour_policy = behaviour_policy
+        self.behaviour_policy = float(behaviour_policy) if _is_real(behaviour_policy) else behaviour_policy
         self.online = online
-        self.seed = seed
+        self.seed = None if seed is None else int(seed)
 
         self.q_table = np.zeros((n_states, n_actions))
         self.traces = np.zeros((n_states, n_actions))
@@ -433,6 +434,8 @@ class TabularSoftQLambda:
             self._start_episode()
         if behaviour_prob is None:
             behaviour_prob = self._behaviour_row(obs)[action] if self.trace == "importance_sampling" else 1.0
+        elif not (_is_real(behaviour_prob) and 0.0 < behaviour_prob <= 1.0):
+            raise ValueError(f"behaviour_prob (mu(a_t|s_t) of the action taken) must be in (0, 1], got {behaviour_prob!r}")
         alpha = self._current_learning_rate()
         next_value = 0.0 if terminated else self._soft_row(next_obs)[0]
         td_error = reward + self.gamma * next_value - float(self._q_read[obs, action])

@@ -44,8 +44,12 @@ class TabularMDP:
             )
         if np.any(self.transitions < 0.0) or not np.allclose(self.transitions.sum(axis=-1), 1.0, atol=1e-8):
             raise ValueError("transitions must hold probabilities P(s'|s,a) >= 0 summing to 1 over s'")
-        if self.initial_distribution.shape != (n_states,) or not np.isclose(self.initial_distribution.sum(), 1.0):
-            raise ValueError(f"initial_distribution must be a probability vector of shape ({n_states},)")
+        distribution = self.initial_distribution
+        if distribution.shape != (n_states,) or np.any(distribution < 0.0) or not np.isclose(distribution.sum(), 1.0):
+            raise ValueError(
+                f"initial_distribution must be a probability vector (>= 0, summing to 1) of shape ({n_states},), "
+                f"got {distribution}"
+            )
         if self.terminal is None:
             self.terminal = np.zeros(n_states, dtype=bool)
         self.terminal = np.asarray(self.terminal, dtype=bool)

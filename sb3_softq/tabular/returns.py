@@ -19,6 +19,7 @@ where the trace coefficient :math:`c_i` selects the algorithm: :math:`\\lambda` 
 import numpy as np
 from numpy.typing import ArrayLike
 
+from sb3_softq.common.checks import check_number
 from sb3_softq.tabular.soft import FloatArray, boltzmann_log_probs, soft_value
 
 TRACES = ("boltzmann", "importance_sampling", "tree_backup")
@@ -36,6 +37,9 @@ def _episode(
             f"an episode of T steps needs T + 1 observations, T actions and T rewards, got shapes "
             f"{obs.shape}, {act.shape} and {rew.shape}"
         )
+    for name, indices, size in (("observations", obs, q.shape[0]), ("actions", act, q.shape[1])):
+        if indices.size and not (0 <= indices.min() and indices.max() < size):
+            raise ValueError(f"`{name}` must be indices in [0, {size}) of `q_table` {q.shape}, got {indices}")
     prior = np.full_like(q, -np.log(q.shape[-1])) if log_prior is None else np.asarray(log_prior, dtype=np.float64)
     return q, obs, act, rew, np.broadcast_to(prior, q.shape)
 
@@ -67,6 +71,7 @@ def soft_td_errors(
     :param log_prior: :math:`\\log\\bar\\pi`, ``[n_states, n_actions]`` or ``[n_actions]``; ``None`` for uniform
     :return: :math:`\\delta_0..\\delta_{T-1}`, ``[T]``
     """
+    check_number("gamma", gamma, 0, 1)
     q, obs, act, rew, prior = _episode(q_table, observations, actions, rewards, log_prior)
     next_values = soft_value(q[obs[1:]], ent_coef, prior[obs[1:]])
     if terminated:
@@ -99,6 +104,7 @@ def trace_coefficients(
     :param behaviour_probs: :math:`\\mu_k = \\mu(a_k|s_k)`, ``[T]``, needed by ``"importance_sampling"``
     :return: :math:`c_0..c_{T-1}`, ``[T]`` (:math:`c_0` is never used by a return starting at 0)
     """
+    check_number("trace_lambda", trace_lambda, 0, 1)
     act = np.asarray(actions, dtype=np.int64)
     obs = np.asarray(observations, dtype=np.int64)[: act.shape[0]]
     q = np.asarray(q_table, dtype=np.float64)
@@ -198,6 +204,7 @@ def n_step_soft_return(
 
     (Other parameters as :func:`multistep_soft_returns`.)
     """
+    check_number("gamma", gamma, 0, 1)
     q, obs, act, rew, prior = _episode(q_table, observations, actions, rewards, log_prior)
     if n < 1:
         raise ValueError(f"n must be >= 1, got {n}")

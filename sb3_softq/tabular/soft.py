@@ -15,6 +15,8 @@ import warnings
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from sb3_softq.common.checks import check_number
+
 FloatArray = NDArray[np.float64]
 
 
@@ -22,6 +24,7 @@ def _logits(q_values: FloatArray, ent_coef: float, log_prior: FloatArray | None)
     """
     :math:`z = (Q - \\max_a Q)/\\tau + \\log\\bar\\pi` and :math:`\\max_a Q` (kept to undo the shift).
     """
+    check_number("ent_coef", ent_coef, 0, low_open=True)
     q_max = q_values.max(axis=-1, keepdims=True)
     logits = (q_values - q_max) / ent_coef
     if log_prior is None:
