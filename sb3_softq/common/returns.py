@@ -40,8 +40,9 @@ TRACES: tuple[str, ...] = ("tree_backup", "boltzmann", "importance_sampling", "r
 #: Traces built from a ratio :math:`\\pi_B / \\mu` and therefore needing ``next_behaviour_probs``.
 TRACES_NEEDING_BEHAVIOUR_PROBS: tuple[str, ...] = ("importance_sampling", "retrace")
 
-#: Windows shorter than this use the reverse time loop, longer ones (this length included) the doubling scan.
-#: Measured on CPU by ``benchmarks/bench_returns.py`` (see ``benchmarks/results/returns_cpu.md``).
+#: Windows shorter than this use the reverse time loop, longer ones (this length included) the doubling scan, which
+#: also serves every call that autograd differentiates. Measured on CPU by ``benchmarks/bench_returns.py`` (see
+#: ``benchmarks/results/returns_cpu.md``).
 SCAN_MIN_LENGTH = 48
 
 
