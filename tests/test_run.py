@@ -115,6 +115,31 @@ def test_reference_policies(model_class: type[SoftQ], prior: str) -> None:
 
 
 @pytest.mark.parametrize("model_class", ALGOS)
+def test_state_dependent_priors_are_copies_in_the_q_values_dtype(model_class: type[SoftQ]) -> None:
+    """An SB3 prior is a frozen copy (the user's policy is not switched to evaluation mode, and changing it does
+    not change the prior); a callable's log-probabilities are cast to the Q-values' dtype."""
+    env = gym.make("CartPole-v1")
+    ppo = PPO("MlpPolicy", env, n_steps=64, batch_size=32, policy_kwargs=dict(net_arch=[8]), seed=0)
+    ppo.policy.set_training_mode(True)
+    model = model_class("MlpPolicy", env, reference_policy=ppo, seed=0, **FAST)
+    assert ppo.policy.training
+    obs = th.as_tensor(np.stack([env.reset(seed=seed)[0] for seed in range(4)]))
+    log_prior = model.policy.log_prior(obs)
+    with th.no_grad():
+        for parameter in ppo.policy.parameters():
+            parameter.add_(1.0)
+    th.testing.assert_close(model.policy.log_prior(obs), log_prior)
+
+    def float64_prior(obs: th.Tensor) -> th.Tensor:
+        return th.log_softmax(th.stack([obs[:, 2], -obs[:, 2]], dim=1).double(), dim=1)
+
+    model = model_class("MlpPolicy", env, reference_policy=float64_prior, seed=0, **FAST)
+    assert model.policy.log_prior(obs).dtype == th.float32
+    model.learn(150)
+    assert model.policy.action_log_probs(obs).dtype == th.float32
+
+
+@pytest.mark.parametrize("model_class", ALGOS)
 def test_callbacks_progress_bar_and_logged_keys(model_class: type[SoftQ], tmp_path) -> None:
     env = make_vec_env("CartPole-v1", n_envs=1, seed=0)
     model = model_class("MlpPolicy", env, seed=0, **FAST)

@@ -65,7 +65,7 @@ def test_replay_buffer_round_trip(tmp_path, model_class: type[SoftQ]) -> None:
     model.learn(300)
     model.save_replay_buffer(tmp_path / "buffer.pkl")
     old_buffer = model.replay_buffer
-    model.load_replay_buffer(tmp_path / "buffer.pkl")
+    model.load_replay_buffer(tmp_path / "buffer.pkl", truncate_last_traj=False)
     assert model.replay_buffer is not old_buffer
     assert model.replay_buffer.size() == old_buffer.size()
     np.random.seed(3)
@@ -145,3 +145,109 @@ def test_deterministic_training(model_class: type[SoftQ]) -> None:
     np.testing.assert_array_equal(results[0][0], results[1][0])
     for name, value in results[0][1].items():
         th.testing.assert_close(value, results[1][1][name])
+
+
+def newest_step(model: SoftQLambda) -> tuple[int, np.ndarray]:
+    """The slot of the newest stored step of env 0 and its next observation, as the buffer reads it."""
+    buffer = model.replay_buffer
+    slot = (buffer.pos - 1) % buffer.buffer_size
+    return slot, buffer._get_samples(np.array([slot]), env_indices=np.array([0])).next_observations[0, 0].numpy()
+
+
+@pytest.mark.parametrize("reset_num_timesteps", [True, False])
+def test_new_learn_starts_a_new_episode_in_the_buffer(reset_num_timesteps: bool) -> None:
+    """A `learn()` that resets the env ends the newest stored episode there (truncated, with its true next
+    observation); one that continues the running episode (`reset_num_timesteps=False`) continues it."""
+    model = SoftQLambda("MlpPolicy", "CartPole-v1", seed=0, **{**FAST, "learning_starts": 1_000})
+    model.learn(5)
+    slot, true_next_obs = newest_step(model)
+    assert not model.replay_buffer.dones[slot, 0]
+    model.learn(5, reset_num_timesteps=reset_num_timesteps)
+    samples = model.replay_buffer._get_samples(np.array([slot]), env_indices=np.array([0]))
+    np.testing.assert_array_equal(samples.next_observations[0, 0].numpy(), true_next_obs)
+    assert samples.truncated[0, 0].item() == float(reset_num_timesteps)
+    assert samples.terminated[0, 0].item() == 0.0
+    assert samples.continues[0, 0].item() == float(not reset_num_timesteps)
+    if not reset_num_timesteps:  # the next stored step is the one that followed
+        np.testing.assert_array_equal(samples.observations[0, 1].numpy(), true_next_obs)
+
+
+@pytest.mark.parametrize("truncate_last_traj", [True, False])
+def test_loaded_replay_buffer_ends_its_newest_episode(tmp_path, truncate_last_traj: bool) -> None:
+    """`load_replay_buffer(truncate_last_traj=True)` (SB3's default) takes the newest episode as finished; the loaded
+    buffer samples windows of the model's `sequence_length`."""
+    model = SoftQLambda("MlpPolicy", "CartPole-v1", seed=0, sequence_length=4, **{**FAST, "learning_starts": 1_000})
+    model.learn(5)
+    model.save_replay_buffer(tmp_path / "buffer.pkl")
+    slot, true_next_obs = newest_step(model)
+    other = SoftQLambda("MlpPolicy", "CartPole-v1", seed=1, sequence_length=6, **FAST)
+    other.load_replay_buffer(tmp_path / "buffer.pkl", truncate_last_traj=truncate_last_traj)
+    assert other.replay_buffer.sample(2).rewards.shape == (2, 6)
+    assert bool(other.replay_buffer.dones[slot, 0]) == truncate_last_traj
+    assert bool(other.replay_buffer.timeouts[slot, 0]) == truncate_last_traj
+    np.testing.assert_array_equal(newest_step(other)[1], true_next_obs)
+
+
+def test_replay_buffer_kwargs_are_left_as_given(tmp_path) -> None:
+    """The window length goes to the buffer without being written into the user's `replay_buffer_kwargs`, so one dict
+    serves several models, and `load(sequence_length=...)` changes the window length of a saved model."""
+    replay_buffer_kwargs = dict(handle_timeout_termination=True)
+    for sequence_length in (4, 6):
+        model = SoftQLambda(
+            "MlpPolicy", "CartPole-v1", sequence_length=sequence_length, replay_buffer_kwargs=replay_buffer_kwargs, **FAST
+        )
+        assert model.replay_buffer.sequence_length == sequence_length
+    assert replay_buffer_kwargs == dict(handle_timeout_termination=True)
+    model.save(tmp_path / "model.zip")
+    loaded = SoftQLambda.load(tmp_path / "model.zip", sequence_length=8)
+    assert loaded.sequence_length == 8 and loaded.replay_buffer.sequence_length == 8
+    assert loaded.replay_buffer_kwargs == dict(handle_timeout_termination=True)
+
+
+@pytest.mark.parametrize("model_class", ALGOS)
+@pytest.mark.parametrize(
+    "saved, given, expected_value, learned",
+    [
+        (0.2, 0.2, "saved", False),  # the same setting: the saved temperature
+        (0.2, 0.5, 0.5, False),  # another fixed value replaces it
+        ("auto", "auto", "saved", True),  # the learned temperature and its optimiser state go on
+        ("auto", 0.5, 0.5, False),  # fixed from now on
+        (0.2, "auto_0.3", 0.3, True),  # learned from now on, from 0.3
+        ("auto", "auto_0.3", 0.3, True),  # learned again from 0.3
+    ],
+)
+def test_load_with_another_temperature(tmp_path, model_class: type[SoftQ], saved, given, expected_value, learned) -> None:
+    model = model_class("MlpPolicy", "CartPole-v1", ent_coef=saved, seed=0, **FAST)
+    model.learn(200)
+    saved_value = model.policy.ent_coef.item()
+    model.save(tmp_path / "model.zip")
+
+    loaded = model_class.load(tmp_path / "model.zip", env=model.get_env(), ent_coef=given)
+    assert loaded.ent_coef == given
+    value = loaded.policy.ent_coef.item()
+    assert value == pytest.approx(saved_value if expected_value == "saved" else expected_value)
+    assert (loaded.ent_coef_optimizer is not None) == learned == loaded.policy.log_ent_coef.requires_grad
+    if learned:
+        assert loaded.ent_coef_optimizer.param_groups[0]["params"][0] is loaded.policy.log_ent_coef
+        # the saved optimiser state is kept only with the saved temperature
+        assert bool(optimizer_tensors(loaded.ent_coef_optimizer)) == (expected_value == "saved")
+    loaded.learn(200, reset_num_timesteps=False)
+    assert (loaded.policy.ent_coef.item() != value) == learned
+    with pytest.raises(ValueError, match="ent_coef"):
+        model_class.load(tmp_path / "model.zip", ent_coef=-1.0)
+
+
+@pytest.mark.parametrize(
+    "model_class, kwargs, match",
+    [
+        (SoftQ, dict(gamma=1.5), "gamma"),
+        (SoftQ, dict(batch_size=0), "batch_size"),
+        (SoftQLambda, dict(trace="watkins"), "trace"),
+        (SoftQLambda, dict(trace_lambda=5.0), "trace_lambda"),
+        (SoftQLambda, dict(sequence_length=0), "sequence_length"),
+    ],
+)
+def test_load_checks_its_arguments(tmp_path, model_class: type[SoftQ], kwargs: dict, match: str) -> None:
+    model_class("MlpPolicy", "CartPole-v1", **FAST).save(tmp_path / "model.zip")
+    with pytest.raises(ValueError, match=match):
+        model_class.load(tmp_path / "model.zip", **kwargs)

@@ -229,6 +229,44 @@ def test_newest_step(length, done_last):
     assert (buffer.sample(1000).observations[:, 0, 0] == length - 1).any()
 
 
+@pytest.mark.parametrize("length", [6, 10, 17])
+@pytest.mark.parametrize("use_dict_obs", [False, True])
+@pytest.mark.parametrize("handle_timeout_termination", [True, False])
+def test_truncate_last_trajectory(length, use_dict_obs, handle_timeout_termination):
+    """After an env reset the next step starts a new episode: it must not continue the newest stored step, which
+    keeps its true next observation (not full, just full, wrapped around; one env mid-episode, one just ended)."""
+    make_obs = dict_obs if use_dict_obs else box_obs
+    n_envs = 2
+    buffer = create_buffer(
+        buffer_size=10, n_envs=n_envs, dict_obs=use_dict_obs, handle_timeout_termination=handle_timeout_termination
+    )
+    ended_last = np.zeros((length, n_envs), dtype=bool)
+    ended_last[-1, 1] = True  # env 1's episode ended at the newest step, env 0's was still running
+    log = fill_buffer(buffer, length, done_at=ended_last, n_envs=n_envs, make_obs=make_obs)
+    buffer.truncate_last_trajectory()
+    buffer.truncate_last_trajectory()  # a second call changes nothing
+    # New episodes from reset observations that were never seen before
+    after = fill_buffer(buffer, 2, n_envs=n_envs, make_obs=make_obs, start=length + 50)
+
+    # The reference: env 0's newest step ended (truncated, or terminated without timeout handling), nothing else changed
+    expected = {key: np.concatenate([log[key], after[key]]) for key in log}
+    expected["ended"][length - 1, 0] = True
+    expected["truncated" if handle_timeout_termination else "terminated"][length - 1, 0] = 1.0
+    check_against_reference(buffer, expected, length + 2, make_obs=make_obs)
+    newest = (length - 1) % buffer.buffer_size
+    samples = buffer._get_samples(np.array([newest, newest]), env_indices=np.arange(n_envs))
+    np.testing.assert_array_equal(samples.continues[:, 0].numpy(), [0, 0])
+    np.testing.assert_array_equal(samples.valid.numpy(), np.ones((2, 3)))
+    next_obs = samples.next_observations["vec"] if use_dict_obs else samples.next_observations
+    np.testing.assert_array_equal(next_obs[:, 0].numpy(), [[length, 0], [length, 11]])  # the true next observations
+
+
+def test_truncate_last_trajectory_of_an_empty_buffer():
+    buffer = create_buffer()
+    buffer.truncate_last_trajectory()
+    assert buffer.pos == 0 and not buffer.dones.any() and buffer.n_steps_stored() == 0
+
+
 def test_terminal_observations_recycled():
     n_envs, buffer_size, length = 2, 6, 61
     # env 0 ends an episode every 2 steps, env 1 every 3 steps (alternately terminated and truncated)
@@ -532,7 +570,7 @@ def test_collection_by_off_policy_algorithm(tmp_path):
 
     model.save_replay_buffer(tmp_path / "replay_buffer.pkl")
     model.replay_buffer = None
-    model.load_replay_buffer(tmp_path / "replay_buffer.pkl")
+    model.load_replay_buffer(tmp_path / "replay_buffer.pkl", truncate_last_traj=False)
     np.random.seed(0)
     reloaded = model.replay_buffer.sample(256)
     for field in ("observations", "next_observations", "rewards", "continues", "valid"):

@@ -293,6 +293,33 @@ class SequenceReplayBuffer(ReplayBuffer):
             self.full = True
             self.pos = 0
 
+    def truncate_last_trajectory(self) -> None:
+        """
+        End the episode of the newest step of every env whose episode was still running, as SB3's
+        ``HerReplayBuffer.truncate_last_trajectory`` does: mark it done, and truncated (bootstrapping, not terminal)
+        when ``handle_timeout_termination``.
+
+        Call it before the next ``add()`` starts a new episode, e.g. after the env was reset by a new ``learn()``
+        or when the buffer was loaded into another run: the next ``add()`` writes its observation into the slot that
+        holds the newest step's next observation, and the two episodes would otherwise be joined. That next
+        observation is moved to the terminal observation store first, so the newest step keeps its true
+        :math:`s_{k+1}`.
+        """
+        if self.n_steps_stored() == 0:
+            return
+        newest = (self.pos - 1) % self.buffer_size
+        running_envs = np.flatnonzero(np.logical_and(self.dones[newest] == 0, self.timeouts[newest] == 0))
+        if running_envs.size == 0:
+            return
+        store_ids = self._allocate_terminal_slots(len(running_envs))
+        terminal_store = self._terminal_parts()
+        for key, storage in self._observation_parts().items():
+            terminal_store[key][store_ids] = storage[self.pos, running_envs]
+        self.terminal_index[newest, running_envs] = store_ids
+        self.dones[newest, running_envs] = 1.0
+        if self.handle_timeout_termination:
+            self.timeouts[newest, running_envs] = 1.0  # not a time limit, but the return bootstraps there as after one
+
     def reset(self) -> None:
         """Empty the buffer (the terminal observation store keeps its capacity, all entries free)."""
         super().reset()

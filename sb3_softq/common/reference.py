@@ -4,6 +4,7 @@ Reference ("default") policies :math:`\\bar\\pi(a|s)` of the KL-regularised obje
 ``reference_policy``.
 """
 
+import copy
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -94,7 +95,8 @@ def make_log_prior_fn(reference_policy: Any, n_actions: int, device: th.device) 
     if isinstance(reference_policy, BaseAlgorithm):
         reference_policy = reference_policy.policy
     if isinstance(reference_policy, BasePolicy):
-        policy = reference_policy.to(device)
+        # A frozen copy on the model's device: the user's policy is neither moved nor switched to evaluation mode
+        policy = copy.deepcopy(reference_policy).to(device)
         policy.set_training_mode(False)
         if hasattr(policy, "action_log_probs"):  # a soft Q policy: its Boltzmann policy
 

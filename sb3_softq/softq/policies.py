@@ -154,7 +154,8 @@ class SoftQPolicy(BasePolicy):
         """
         if self._log_prior_fn is not None:
             with th.no_grad():
-                return self._log_prior_fn(obs)
+                # In the dtype and on the device of the Q-values, whatever the function returns
+                return self._log_prior_fn(obs).to(device=self.device, dtype=self.log_ent_coef.dtype)
         return self.reference_log_probs
 
     @staticmethod

@@ -1,5 +1,7 @@
+import io
 import math
 import numbers
+import pathlib
 import warnings
 from typing import Any, ClassVar, NamedTuple, TypeVar
 
@@ -171,21 +173,6 @@ class SoftQ(OffPolicyAlgorithm):
                 "SoftQLambda(..., sequence_length=n, trace='tree_backup') (or trace='boltzmann', trace_lambda=1.0 for the "
                 "on-policy n-step soft return)."
             )
-        _parse_ent_coef(ent_coef)
-        for name, value, low, high, integer in (
-            ("buffer_size", buffer_size, 1, math.inf, True),
-            ("learning_starts", learning_starts, 0, math.inf, True),
-            ("batch_size", batch_size, 1, math.inf, True),
-            ("tau", tau, 0, 1, False),
-            ("gamma", gamma, 0, 1, False),
-            ("target_update_interval", target_update_interval, 1, math.inf, True),
-            ("n_critics", n_critics, 1, math.inf, True),
-        ):
-            check_number(name, value, low, high, integer=integer)
-        check_number("max_grad_norm", max_grad_norm, 0, low_open=True)
-        n_critics = int(n_critics)
-        if policy_kwargs is not None and "n_critics" in policy_kwargs and policy_kwargs["n_critics"] != n_critics:
-            raise ValueError("Pass `n_critics` to the algorithm, not in `policy_kwargs`")
         super().__init__(
             policy,
             env,
@@ -245,9 +232,31 @@ class SoftQ(OffPolicyAlgorithm):
         assert isinstance(self.action_space, spaces.Discrete)
         return int(self.action_space.n)
 
+    def _check_hyperparameters(self) -> None:
+        """
+        Raise a ``ValueError`` naming the first argument out of its range. Called by :meth:`_setup_model`, so that
+        the arguments given to ``load()`` are checked as well as those given to the constructor.
+        """
+        for name, low, high, integer in (
+            ("buffer_size", 1, math.inf, True),
+            ("learning_starts", 0, math.inf, True),
+            ("batch_size", 1, math.inf, True),
+            ("tau", 0, 1, False),
+            ("gamma", 0, 1, False),
+            ("target_update_interval", 1, math.inf, True),
+            ("n_critics", 1, math.inf, True),
+            ("exploration_initial_eps", 0, 1, False),
+            ("exploration_final_eps", 0, 1, False),
+            ("exploration_fraction", 0, 1, False),
+        ):
+            check_number(name, getattr(self, name), low, high, integer=integer)
+        check_number("max_grad_norm", self.max_grad_norm, 0, low_open=True)
+        self.n_critics = int(self.n_critics)
+        if self.policy_kwargs.get("n_critics", self.n_critics) != self.n_critics:
+            raise ValueError("Pass `n_critics` to the algorithm, not in `policy_kwargs`")
+
     def _setup_model(self) -> None:
-        for name in ("exploration_initial_eps", "exploration_final_eps", "exploration_fraction"):
-            check_number(name, getattr(self, name), 0, 1)
+        self._check_hyperparameters()
         init_ent_coef, self._learn_ent_coef = _parse_ent_coef(self.ent_coef)
         max_entropy = math.log(self.n_actions)
         if self.target_entropy == "auto":
@@ -286,12 +295,7 @@ class SoftQ(OffPolicyAlgorithm):
         )
         self._setup_reference_policy()
 
-        self.ent_coef_optimizer = None
-        if self._learn_ent_coef:
-            self.policy.log_ent_coef.requires_grad_(True)
-            self.ent_coef_optimizer = th.optim.Adam(
-                [self.policy.log_ent_coef], lr=self.lr_schedule(1), **default_optimizer_kwargs(th.optim.Adam)
-            )
+        self._setup_ent_coef_optimizer()
 
         if self.n_envs > self.target_update_interval:
             warnings.warn(
@@ -299,6 +303,15 @@ class SoftQ(OffPolicyAlgorithm):
                 f"update interval ({self.n_envs} > {self.target_update_interval}), "
                 "therefore the target network will be updated after each call to env.step() "
                 f"which corresponds to {self.n_envs} steps."
+            )
+
+    def _setup_ent_coef_optimizer(self) -> None:
+        """The temperature's own optimiser when it is learned (``ent_coef="auto..."``), else none."""
+        self.policy.log_ent_coef.requires_grad_(self._learn_ent_coef)
+        self.ent_coef_optimizer = None
+        if self._learn_ent_coef:
+            self.ent_coef_optimizer = th.optim.Adam(
+                [self.policy.log_ent_coef], lr=self.lr_schedule(1), **default_optimizer_kwargs(th.optim.Adam)
             )
 
     def _setup_reference_policy(self) -> None:
@@ -472,6 +485,53 @@ class SoftQ(OffPolicyAlgorithm):
             reset_num_timesteps=reset_num_timesteps,
             progress_bar=progress_bar,
         )
+
+    @classmethod
+    def load(  # type: ignore[override]
+        cls: type[SelfSoftQ],
+        path: str | pathlib.Path | io.BufferedIOBase,
+        env: GymEnv | None = None,
+        device: th.device | str = "auto",
+        custom_objects: dict[str, Any] | None = None,
+        print_system_info: bool = False,
+        force_reset: bool = True,
+        **kwargs: Any,
+    ) -> SelfSoftQ:
+        """
+        Load a model from a zip file, as SB3's ``load`` does (the keyword arguments are set on the model).
+
+        The temperature is part of the saved state. An ``ent_coef`` different from the saved one replaces it as if
+        the model had been built with it (a float fixes the temperature, ``"auto"`` / ``"auto_<init>"`` learns it
+        again from 1.0 / ``<init>`` with a new optimiser); the saved ``ent_coef`` itself keeps the saved (possibly
+        learned) temperature and its optimiser state.
+
+        :param path: path to the file (or a file-like) where to load the agent from
+        :param env: the new environment to run the loaded model on (can be None if you only need prediction)
+        :param device: device on which the code should run
+        :param custom_objects: objects to replace upon loading, see SB3's ``BaseAlgorithm.load``
+        :param print_system_info: whether to print system info from the saved model and the current system info
+        :param force_reset: force a call to ``reset()`` before training to avoid unexpected behavior
+        :param kwargs: extra arguments to change the model when loading
+        :return: the loaded model
+        """
+        given_ent_coef = "ent_coef" in kwargs
+        ent_coef = kwargs.pop("ent_coef", None)
+        model = super().load(
+            path,
+            env=env,
+            device=device,
+            custom_objects=custom_objects,
+            print_system_info=print_system_info,
+            force_reset=force_reset,
+            **kwargs,
+        )
+        if given_ent_coef and ent_coef != model.ent_coef:
+            init_ent_coef, model._learn_ent_coef = _parse_ent_coef(ent_coef)  # type: ignore[arg-type]
+            model.ent_coef = ent_coef  # type: ignore[assignment]
+            with th.no_grad():
+                model.policy.log_ent_coef.fill_(math.log(init_ent_coef))
+            model._setup_ent_coef_optimizer()
+        return model
 
     def _excluded_save_params(self) -> list[str]:
         excluded = [*super()._excluded_save_params(), "q_nets", "q_nets_target", "_last_behaviour_probs", "_last_batch"]

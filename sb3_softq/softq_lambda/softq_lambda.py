@@ -1,10 +1,13 @@
 import functools
+import io
+import pathlib
 from typing import Any, ClassVar, TypeVar
 
 import numpy as np
 import torch as th
 from gymnasium import spaces
 from stable_baselines3.common.buffers import ReplayBuffer
+from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.policies import BasePolicy
 from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, PyTorchObs, Schedule
 
@@ -132,21 +135,13 @@ class SoftQLambda(SoftQ):
         device: th.device | str = "auto",
         _init_setup_model: bool = True,
     ) -> None:
-        check_number("sequence_length", sequence_length, 1, integer=True)
-        check_number("trace_lambda", trace_lambda, 0, 1)
-        if trace not in TRACES:
-            raise ValueError(f"`trace` must be one of {', '.join(map(repr, TRACES))}, got {trace!r}")
         if optimize_memory_usage:
             raise ValueError(
                 "`optimize_memory_usage` must be False for SoftQLambda: its sequence replay buffer already stores every "
                 "observation once"
             )
-        if replay_buffer_class is not None and not issubclass(replay_buffer_class, SequenceReplayBuffer):
-            raise ValueError(
-                f"`replay_buffer_class` must be a SequenceReplayBuffer subclass (or None), got {replay_buffer_class.__name__}"
-            )
-        self.sequence_length = int(sequence_length)
-        self.trace_lambda = float(trace_lambda)
+        self.sequence_length = sequence_length
+        self.trace_lambda = trace_lambda
         self.trace = trace
         super().__init__(
             policy,
@@ -183,17 +178,69 @@ class SoftQLambda(SoftQ):
         if _init_setup_model:
             self._setup_model()
 
+    def _check_hyperparameters(self) -> None:
+        super()._check_hyperparameters()
+        check_number("sequence_length", self.sequence_length, 1, integer=True)
+        check_number("trace_lambda", self.trace_lambda, 0, 1)
+        if self.trace not in TRACES:
+            raise ValueError(f"`trace` must be one of {', '.join(map(repr, TRACES))}, got {self.trace!r}")
+        if self.replay_buffer_class is not None and not (
+            isinstance(self.replay_buffer_class, type) and issubclass(self.replay_buffer_class, SequenceReplayBuffer)
+        ):
+            raise ValueError(
+                f"`replay_buffer_class` must be a SequenceReplayBuffer subclass (or None), got {self.replay_buffer_class!r}"
+            )
+        self.sequence_length = int(self.sequence_length)
+        self.trace_lambda = float(self.trace_lambda)
+
     def _setup_model(self) -> None:
         if self.replay_buffer_class is None:
             is_dict = isinstance(self.observation_space, spaces.Dict)
             self.replay_buffer_class = DictSequenceReplayBuffer if is_dict else SequenceReplayBuffer
-        buffer_length = self.replay_buffer_kwargs.setdefault("sequence_length", self.sequence_length)
+        # The buffer gets the window length only while it is built: `replay_buffer_kwargs` stay the user's (SB3 keeps
+        # the dict object, so writing into it would change the caller's dict and the saved hyperparameters).
+        user_buffer_kwargs = self.replay_buffer_kwargs
+        buffer_length = user_buffer_kwargs.get("sequence_length", self.sequence_length)
         if buffer_length != self.sequence_length:
             raise ValueError(
                 f"`replay_buffer_kwargs['sequence_length']` ({buffer_length}) differs from `sequence_length` "
                 f"({self.sequence_length}): set `sequence_length` only"
             )
-        super()._setup_model()
+        self.replay_buffer_kwargs = {**user_buffer_kwargs, "sequence_length": self.sequence_length}
+        try:
+            super()._setup_model()
+        finally:
+            self.replay_buffer_kwargs = user_buffer_kwargs
+
+    def _setup_learn(
+        self,
+        total_timesteps: int,
+        callback: MaybeCallback = None,
+        reset_num_timesteps: bool = True,
+        tb_log_name: str = "run",
+        progress_bar: bool = False,
+    ) -> tuple[int, BaseCallback]:
+        """SB3's ``_setup_learn``; when it resets the env, the episode of the newest stored step ends there first."""
+        if (reset_num_timesteps or self._last_obs is None) and isinstance(self.replay_buffer, SequenceReplayBuffer):
+            # The first step of the new episode would otherwise be read as the continuation of the newest stored one
+            self.replay_buffer.truncate_last_trajectory()
+        return super()._setup_learn(total_timesteps, callback, reset_num_timesteps, tb_log_name, progress_bar)
+
+    def load_replay_buffer(self, path: str | pathlib.Path | io.BufferedIOBase, truncate_last_traj: bool = True) -> None:
+        """
+        Load a replay buffer from a pickle file, as SB3 does; it samples windows of this model's ``sequence_length``.
+
+        :param path: Path to the pickled replay buffer.
+        :param truncate_last_traj: If ``True``, the episode of the newest stored step is taken as finished
+            (truncated, see :meth:`~sb3_softq.common.buffers.SequenceReplayBuffer.truncate_last_trajectory`), so that
+            the next collected step does not continue it; if ``False``, the next collected step continues that
+            episode (the env is in the state that followed it).
+        """
+        super().load_replay_buffer(path, truncate_last_traj)
+        if isinstance(self.replay_buffer, SequenceReplayBuffer):
+            self.replay_buffer.sequence_length = self.sequence_length
+            if truncate_last_traj:
+                self.replay_buffer.truncate_last_trajectory()
 
     def _store_transition(
         self,
