@@ -11,7 +11,9 @@ from typing import Any
 
 import optuna
 import pytest
+import torch as th
 import yaml
+from torch import nn
 
 pytest.importorskip("rl_zoo3")
 
@@ -20,7 +22,7 @@ from rl_zoo3 import hyperparams_opt
 from rl_zoo3.exp_manager import ExperimentManager
 
 from sb3_softq import SoftQ, SoftQLambda
-from sb3_softq.zoo import ZOO_ALGOS, hyperparams_path, register
+from sb3_softq.zoo import ZOO_ALGOS, hyperparams_path, load_hyperparams, register
 from sb3_softq.zoo.cli import _minimal_replay_buffer, main
 from sb3_softq.zoo.samplers import HYPERPARAMS_CONVERTER, HYPERPARAMS_SAMPLER
 
@@ -137,6 +139,24 @@ def test_hyperparams_files_build_models(algo: str) -> None:
             kwargs["policy_kwargs"] = eval(kwargs["policy_kwargs"])
         kwargs["buffer_size"] = 100
         ZOO_ALGOS[algo](hyperparams["policy"], env_id, **kwargs)
+
+
+def test_load_hyperparams_reads_entries_as_rl_zoo3_does(tmp_path: Path) -> None:
+    """``policy_kwargs`` is evaluated with rl-zoo3's names (``nn``, ``th``), ``lin_<value>`` becomes a schedule."""
+    path = tmp_path / "softq.yml"
+    entry = {
+        "n_timesteps": 1e3,
+        "policy": "MlpPolicy",
+        "learning_rate": "lin_1e-3",
+        "policy_kwargs": "dict(net_arch=[8], activation_fn=nn.Tanh, optimizer_class=th.optim.RMSprop)",
+    }
+    path.write_text(yaml.safe_dump({ENV_ID: entry}))
+    policy, kwargs, n_timesteps = load_hyperparams("softq", ENV_ID, str(path))
+    assert (policy, n_timesteps) == ("MlpPolicy", 1000)
+    assert kwargs["policy_kwargs"]["activation_fn"] is nn.Tanh
+    assert kwargs["learning_rate"](0.5) == pytest.approx(5e-4)
+    model = SoftQ(policy, ENV_ID, **kwargs)
+    assert isinstance(model.policy.optimizer, th.optim.RMSprop)
 
 
 @pytest.mark.parametrize("algo", ALGO_NAMES)

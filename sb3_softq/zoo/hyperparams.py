@@ -42,7 +42,10 @@ def load_hyperparams(algo: str, env_id: str, path: str | None = None) -> tuple[s
         raise ValueError(f"The {env_id} entry of {path} uses {needs_zoo}: train it with `python -m sb3_softq.zoo train`")
     kwargs = {key: value for key, value in entry.items() if key not in EXPERIMENT_KEYS}
     if isinstance(kwargs.get("policy_kwargs"), str):
-        kwargs["policy_kwargs"] = eval(kwargs["policy_kwargs"])  # rl-zoo3's format: a Python expression
+        # rl-zoo3's format: a Python expression, evaluated with the names rl-zoo3 evaluates it with (`nn`, `th`, ...)
+        from rl_zoo3 import exp_manager
+
+        kwargs["policy_kwargs"] = eval(kwargs["policy_kwargs"], dict(vars(exp_manager)))
     for key, value in kwargs.items():
         if isinstance(value, str) and value.startswith("lin_"):
             kwargs[key] = linear_schedule(float(value[len("lin_") :]))
