@@ -16,12 +16,14 @@ writes ``<out>.json`` (curves, versions, seeds, machine), ``<out>.md`` (the tabl
 Algorithm names: ``dqn``, ``qrdqn``, ``softq``, ``softq_lambda`` and ``softq_lambda:<trace>`` (SoftQLambda's
 tuned entry with another trace).
 
-A run is deterministic given its algorithm, seed and the package versions (one PyTorch thread, seeded environments
-and models), so a table can be extended without training everything again: ``--reuse <earlier>.json`` takes the runs
-it already holds (same environment, evaluation settings and versions) and trains only the missing algorithms and
-seeds, and those named by ``--rerun`` (every algorithm whose code or hyperparameters changed since). ``--reuse`` takes
-several files, so tables trained in parts (one command per group of algorithms or seeds) merge into one. ``<out>.json``
-is written after every finished run, so an interrupted command resumes with ``--reuse <out>.json``.
+A run is deterministic given its algorithm, seed, hyperparameters and the package versions (one PyTorch thread,
+seeded environments and models), so a table can be extended without training everything again: ``--reuse
+<earlier>.json`` takes the runs it already holds (same environment, evaluation settings, versions and rl-zoo3 entry,
+which every run records) and trains only the missing algorithms and seeds, those whose entry changed since, and those
+named by ``--rerun`` (every algorithm whose code changed since). ``--reuse`` takes several files, so tables trained in
+parts (one command per group of algorithms or seeds) merge into one; two files holding different runs of the same
+algorithm and seed are an error. ``<out>.json`` is written after every finished run, so an interrupted command
+resumes with ``--reuse <out>.json``.
 """
 
 import argparse
@@ -39,19 +41,42 @@ import numpy as np
 THRESHOLDS = {"CartPole-v1": 475.0, "Acrobot-v1": -100.0, "MountainCar-v0": -110.0, "LunarLander-v3": 200.0}
 
 
+def hyperparams_file(algo: str) -> str:
+    """:return: the rl-zoo3 hyperparameter file of ``algo`` (rl-zoo3's own for DQN and QR-DQN, ours otherwise)"""
+    import rl_zoo3
+
+    from sb3_softq.zoo import hyperparams_path
+
+    name = algo.partition(":")[0]
+    if name in ("dqn", "qrdqn"):
+        return os.path.join(os.path.dirname(rl_zoo3.__file__), "hyperparams", f"{name}.yml")
+    return hyperparams_path(name)
+
+
+def zoo_entry(algo: str, env_id: str) -> dict[str, Any]:
+    """
+    :return: the algorithm's rl-zoo3 entry for ``env_id`` as its file writes it (plus the ``trace`` of
+        ``softq_lambda:<trace>``), as recorded with every run and compared by ``--reuse``
+    """
+    import yaml
+
+    with open(hyperparams_file(algo)) as handle:
+        entry = yaml.safe_load(handle)[env_id]
+    trace = algo.partition(":")[2]
+    # Through JSON, as the results files hold it (tuples become lists)
+    return json.loads(json.dumps({**entry, **({"trace": trace} if trace else {})}))
+
+
 def zoo_hyperparams(algo: str, env_id: str) -> tuple[str, dict[str, Any], int]:
     """
     :param algo: ``dqn``, ``qrdqn``, ``softq``, ``softq_lambda`` or ``softq_lambda:<trace>``
     :param env_id: environment id
     :return: policy, keyword arguments and ``n_timesteps`` of the algorithm's rl-zoo3 entry
     """
-    import rl_zoo3
-
     from sb3_softq.zoo import load_hyperparams
 
     name, _, trace = algo.partition(":")
-    path = os.path.join(os.path.dirname(rl_zoo3.__file__), "hyperparams", f"{name}.yml") if name in ("dqn", "qrdqn") else None
-    policy, kwargs, n_timesteps = load_hyperparams(name, env_id, path)
+    policy, kwargs, n_timesteps = load_hyperparams(name, env_id, hyperparams_file(algo))
     if trace:
         kwargs["trace"] = trace
     return policy, kwargs, n_timesteps
@@ -86,11 +111,14 @@ def run_one(algo: str, env_id: str, seed: int, eval_freq: int, eval_episodes: in
         "seconds": time.perf_counter() - start,
         "n_timesteps": total,
         "eval_episodes": eval_episodes,
+        "hyperparameters": zoo_entry(algo, env_id),
     }
 
 
 def versions() -> dict[str, str]:
     """:return: the versions that a run's results depend on"""
+    import gymnasium
+    import rl_zoo3
     import sb3_contrib
     import stable_baselines3
     import torch
@@ -101,7 +129,10 @@ def versions() -> dict[str, str]:
         "sb3_softq": sb3_softq.__version__,
         "stable_baselines3": stable_baselines3.__version__,
         "sb3_contrib": sb3_contrib.__version__,
+        "rl_zoo3": rl_zoo3.__version__,
+        "gymnasium": gymnasium.__version__,
         "torch": torch.__version__,
+        "numpy": np.__version__,
         "python": platform.python_version(),
     }
 
@@ -113,13 +144,15 @@ def reusable_runs(path: str, env_id: str, eval_freq: int, eval_episodes: int) ->
     :param path: ``<out>.json`` written by an earlier run
     :return: the earlier file's ``meta`` and its runs on ``env_id`` with the same evaluation frequency and number of
         evaluation episodes
-    :raises ValueError: when the earlier run used other package versions (its runs would not be reproduced)
+    :raises ValueError: when the earlier run used other package versions (its runs would not be reproduced); files
+        written before a package's version was recorded are compared on the packages they name
     """
     with open(path) as handle:
         earlier = json.load(handle)
     meta = earlier["meta"]
-    if meta["versions"] != versions():
-        raise ValueError(f"--reuse {path}: its runs come from other versions ({meta['versions']}), not {versions()}")
+    current = versions()
+    if any(meta["versions"][name] != current[name] for name in set(meta["versions"]) & set(current)):
+        raise ValueError(f"--reuse {path}: its runs come from other versions ({meta['versions']}), not {current}")
     # Files written before each run recorded its number of evaluation episodes give it in their command only
     default_episodes = int(meta["command"].split("eval_episodes=")[1].split()[0])
     runs = [
@@ -203,23 +236,34 @@ def main() -> None:
     if unknown:
         parser.error(f"--rerun {' '.join(unknown)}: not in --algos")
 
+    entries = {algo: zoo_entry(algo, args.env) for algo in args.algos}
     reused: dict[tuple[str, int], dict[str, Any]] = {}
+    reused_file: dict[tuple[str, int], str] = {}
     reused_from: list[str] = []
     reused_notes: list[str] = []
     for path in args.reuse:
         earlier_meta, earlier_runs = reusable_runs(path, args.env, args.eval_freq, args.eval_episodes)
         reused_from += [*earlier_meta.get("reused", {}).get("from", []), earlier_meta["command"]]
         reused_notes += [*earlier_meta.get("reused", {}).get("notes", []), *filter(None, [earlier_meta.get("note")])]
-        reused.update(
-            {
-                (run["algo"], run["seed"]): run
-                for run in earlier_runs
-                if run["algo"] in args.algos
-                and run["algo"] not in args.rerun
-                and run["seed"] < args.seeds
-                and run["n_timesteps"] == (args.n_timesteps or zoo_hyperparams(run["algo"], args.env)[2])
-            }
-        )
+        for run in earlier_runs:
+            algo, seed = key = run["algo"], run["seed"]
+            if (
+                algo not in args.algos
+                or algo in args.rerun
+                or seed >= args.seeds
+                or run["n_timesteps"] != (args.n_timesteps or zoo_hyperparams(algo, args.env)[2])
+            ):
+                continue
+            # Runs record their entry (files written before that was recorded are taken as they are)
+            if run.get("hyperparameters", entries[algo]) != entries[algo]:
+                print(f"--reuse {path}: {algo} seed {seed} was trained with another entry: training it again", file=sys.stderr)
+                continue
+            if key in reused and reused[key]["returns"] != run["returns"]:
+                raise ValueError(
+                    f"--reuse: {algo} seed {seed} differs between {reused_file[key]} and {path}; pass only the file "
+                    f"holding the current runs, or --rerun {algo}"
+                )
+            reused[key], reused_file[key] = run, path
     jobs = [
         (algo, args.env, seed, args.eval_freq, args.eval_episodes, args.n_timesteps)
         for seed in range(args.seeds)

@@ -57,6 +57,11 @@ def common_kwargs(device: str, batch_size: int, net_arch: list[int]) -> dict[str
 def make_models(
     device: str, targets_per_step: int, sequence_length: int, net_arch: list[int]
 ) -> dict[str, Callable[[], BaseAlgorithm]]:
+    if targets_per_step % sequence_length != 0:
+        raise ValueError(
+            f"--targets ({targets_per_step}) must be a multiple of --sequence-length ({sequence_length}): SoftQLambda "
+            "regresses targets / sequence_length windows"
+        )
     kwargs = common_kwargs(device, targets_per_step, net_arch)
     lambda_kwargs = {**kwargs, "batch_size": targets_per_step // sequence_length, "sequence_length": sequence_length}
     models: dict[str, Callable[[], BaseAlgorithm]] = {

@@ -147,16 +147,26 @@ def test_load_hyperparams_reads_entries_as_rl_zoo3_does(tmp_path: Path) -> None:
     entry = {
         "n_timesteps": 1e3,
         "policy": "MlpPolicy",
+        "n_envs": 1,
         "learning_rate": "lin_1e-3",
+        "train_freq": [1, "episode"],
         "policy_kwargs": "dict(net_arch=[8], activation_fn=nn.Tanh, optimizer_class=th.optim.RMSprop)",
+        "replay_buffer_kwargs": "dict(handle_timeout_termination=False)",
     }
     path.write_text(yaml.safe_dump({ENV_ID: entry}))
     policy, kwargs, n_timesteps = load_hyperparams("softq", ENV_ID, str(path))
     assert (policy, n_timesteps) == ("MlpPolicy", 1000)
     assert kwargs["policy_kwargs"]["activation_fn"] is nn.Tanh
     assert kwargs["learning_rate"](0.5) == pytest.approx(5e-4)
+    assert kwargs["train_freq"] == (1, "episode")
     model = SoftQ(policy, ENV_ID, **kwargs)
     assert isinstance(model.policy.optimizer, th.optim.RMSprop)
+    assert not model.replay_buffer.handle_timeout_termination
+    # Entries that need rl-zoo3's environment set-up are refused rather than trained differently
+    for extra in (dict(n_envs=4), dict(env_kwargs=dict(render_mode=None)), dict(normalize=True)):
+        path.write_text(yaml.safe_dump({ENV_ID: {**entry, **extra}}))
+        with pytest.raises(ValueError, match=next(iter(extra))):
+            load_hyperparams("softq", ENV_ID, str(path))
 
 
 @pytest.mark.parametrize("algo", ALGO_NAMES)
