@@ -220,11 +220,15 @@ def test_enjoy_loads_with_minimal_buffer(algo: str, tmp_path: Path) -> None:
     assert type(loaded) is ZOO_ALGOS[algo]
     assert rl_zoo3.ALGOS[algo] is ZOO_ALGOS[algo]
     assert loaded.replay_buffer is not None
-    assert loaded.buffer_size == 2
     assert loaded.replay_buffer.buffer_size <= 2
+    # The model keeps its own buffer size: saved again (as push_to_hub does), it trains with it when loaded later
+    assert loaded.buffer_size == 10_000
+    loaded.save(tmp_path / "saved_again.zip")
+    assert ZOO_ALGOS[algo].load(tmp_path / "saved_again.zip").replay_buffer.buffer_size == 10_000
     # Explicit arguments still win
     with _minimal_replay_buffer():
-        assert rl_zoo3.ALGOS[algo].load(tmp_path / "model.zip", buffer_size=50).buffer_size == 50
+        explicit = rl_zoo3.ALGOS[algo].load(tmp_path / "model.zip", buffer_size=50)
+    assert explicit.buffer_size == 50 and explicit.replay_buffer.buffer_size == 50
 
 
 @pytest.mark.parametrize("algo", ALGO_NAMES)

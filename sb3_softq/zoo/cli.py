@@ -95,21 +95,19 @@ COMMANDS: dict[str, Callable[[], None]] = {
 }
 
 
-def _n_envs(path: Any, env: Any) -> int:
+def _saved_data(path: Any) -> dict[str, Any]:
     """
     :param path: path of a saved model
-    :param env: the environment it is loaded with, or ``None``
-    :return: the number of environments the loaded model will have (the environment's, or the saved one)
+    :return: the saved attributes that SB3 writes as plain JSON values (``n_envs``, ``buffer_size``, ...); empty when
+        the file cannot be read (SB3's ``load`` will report it)
     """
-    if env is not None:
-        return int(getattr(env, "num_envs", 1))
     try:
         path = str(path)
         with zipfile.ZipFile(path if path.endswith(".zip") else f"{path}.zip") as archive:
-            return int(json.loads(archive.read("data"))["n_envs"])
+            data = json.loads(archive.read("data"))
     except (OSError, KeyError, ValueError, TypeError, zipfile.BadZipFile):
-        # SB3 will report a file it cannot read; the default buffer is enough for a single environment
-        return 1
+        return {}
+    return data if isinstance(data, dict) else {}
 
 
 def _for_inference(algo_class: type[BaseAlgorithm]) -> type[BaseAlgorithm]:
@@ -119,7 +117,8 @@ def _for_inference(algo_class: type[BaseAlgorithm]) -> type[BaseAlgorithm]:
     rl-zoo3's ``enjoy`` / ``record_video`` / ``push_to_hub`` pass ``buffer_size=1`` only to the off-policy
     algorithms they know by name; any other algorithm would allocate its full replay buffer just to be evaluated.
     Two steps per environment is the smallest buffer that every algorithm of this package accepts (a sequence
-    buffer needs at least two).
+    buffer needs at least two). The model's ``buffer_size`` attribute keeps the saved value, so that a model saved
+    again (``push_to_hub`` does) trains with its own buffer size when loaded later.
 
     :param algo_class: the algorithm class
     :return: a subclass whose ``load()`` returns a plain ``algo_class`` instance with a minimal buffer
@@ -127,10 +126,14 @@ def _for_inference(algo_class: type[BaseAlgorithm]) -> type[BaseAlgorithm]:
 
     def load(cls: type[BaseAlgorithm], path: Any, *args: Any, **kwargs: Any) -> BaseAlgorithm:
         env = args[0] if len(args) > 0 else kwargs.get("env")
-        # Explicit arguments win
-        kwargs.setdefault("buffer_size", 2 * _n_envs(path, env))
-        kwargs.setdefault("optimize_memory_usage", False)
-        return algo_class.load(path, *args, **kwargs)
+        saved = _saved_data(path)
+        if "buffer_size" in kwargs:  # explicit arguments win
+            return algo_class.load(path, *args, **{"optimize_memory_usage": False, **kwargs})
+        n_envs = int(getattr(env, "num_envs", 1)) if env is not None else int(saved.get("n_envs", 1))
+        model = algo_class.load(path, *args, **{"optimize_memory_usage": False, **kwargs, "buffer_size": 2 * n_envs})
+        if isinstance(saved.get("buffer_size"), int):
+            model.buffer_size = saved["buffer_size"]  # type: ignore[attr-defined]
+        return model
 
     return type(algo_class.__name__, (algo_class,), {"load": classmethod(load), "__module__": algo_class.__module__})
 
