@@ -440,6 +440,53 @@ def test_learn_counters_schedule_and_determinism(mdp):
     assert model.num_timesteps == 3 and model.episode_lengths[-1] == 3
 
 
+def test_cut_episode_makes_its_pending_n_step_updates(mdp):
+    """An episode cut short by a new learn() is treated as truncated: its pending n-step updates are made."""
+    transitions = [(0, 1, 1.0, 2), (2, 0, 0.5, 4)]
+
+    def observed(truncate_last: bool) -> TabularSoftQLambda:
+        model = TabularSoftQLambda(TabularMDPEnv(mdp), ent_coef=0.5, algorithm="n_step", n=3, learning_rate=0.5, seed=0)
+        for i, (obs, action, reward, next_obs) in enumerate(transitions):
+            model.observe(obs, action, reward, next_obs, terminated=False, truncated=truncate_last and i == 1)
+        return model
+
+    truncated, cut = observed(truncate_last=True), observed(truncate_last=False)
+    assert not cut.q_table.any()  # a window of 2 < n steps: nothing updated yet
+    cut.learn(1)  # one step of a new episode: too short for an update of its own
+    np.testing.assert_array_equal(cut.q_table, truncated.q_table)
+    assert np.count_nonzero(cut.q_table) == 2
+    assert cut.episode_lengths.tolist() == [2]
+
+
+def test_schedules_belong_to_learn(mdp):
+    model = TabularSoftQLambda(TabularMDPEnv(mdp), learning_rate=lambda progress_remaining: 0.1 * progress_remaining)
+    with pytest.raises(ValueError, match="schedule over the steps of learn"):
+        model.observe(0, 0, 1.0, 1, terminated=False)
+    model.learn(10)
+    with pytest.raises(ValueError, match=r"model\.learning_rate = 0\.1"):
+        model.observe(0, 0, 1.0, 1, terminated=False)
+    model.learning_rate = 0.1
+    model.observe(0, 0, 1.0, 1, terminated=False)
+    with pytest.raises(TypeError, match="learning_rate"):
+        TabularSoftQLambda(TabularMDPEnv(mdp), learning_rate=None)
+
+
+def test_forward_views_check_their_inputs(mdp):
+    q = np.random.default_rng(0).normal(size=(mdp.n_states, mdp.n_actions))
+    obs, act, rew = random_episode(mdp, 2, seed=0)
+    for behaviour_probs in ([0.5], [0.5, 0.0], [0.5, 1.5]):  # one for two actions, a zero, above 1
+        with pytest.raises(ValueError, match="behaviour_probs"):
+            multistep_soft_returns(q, obs, act, rew, False, 0.9, 0.5, "importance_sampling", behaviour_probs=behaviour_probs)
+    with pytest.raises(ValueError, match="actions"):
+        trace_coefficients(q, obs, 1, 0.5)
+    with pytest.raises(ValueError, match="T \\+ 1 observations"):
+        soft_td_errors(q, obs, 1, 1.0, False, 0.9, 0.5)
+    # An episode of no steps has no returns, terminated or not
+    for terminated in (True, False):
+        assert soft_td_errors(q, [3], [], [], terminated, 0.9, 0.5).shape == (0,)
+        assert multistep_soft_returns(q, [3], [], [], terminated, 0.9, 0.5).shape == (0,)
+
+
 def test_save_load(tmp_path, mdp):
     env = TabularMDPEnv(mdp, max_episode_steps=10)
     prior = np.array([0.2, 0.3, 0.5])

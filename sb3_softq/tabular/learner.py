@@ -129,7 +129,7 @@ class TabularSoftQLambda:
         ``[n_states, n_actions]``; probabilities must be positive
     :param gamma: discount factor in [0, 1]
     :param learning_rate: :math:`\\alpha`: a float, or a schedule ``progress_remaining -> alpha`` (SB3 convention:
-        progress goes from 1 at the start of ``learn`` to 0 at its end)
+        progress goes from 1 at the start of ``learn`` to 0 at its end; ``observe`` outside ``learn`` needs a float)
     :param algorithm: ``"one_step"``, ``"n_step"`` or ``"lambda"``
     :param trace: ``"tree_backup"``, ``"boltzmann"`` or (``"n_step"`` only) ``"importance_sampling"``; irrelevant for
         ``"one_step"``
@@ -162,6 +162,8 @@ class TabularSoftQLambda:
         online: bool = True,
         seed: int | None = None,
     ) -> None:
+        if learning_rate is None:  # only `load` leaves it unset (a callable is not saved) until it is given again
+            raise TypeError("learning_rate must be a float > 0 or a callable schedule, got None")
         n_states = _discrete_size(env.observation_space, "observation")
         n_actions = _discrete_size(env.action_space, "action")
         self.env: gym.Env | None = env
@@ -217,6 +219,7 @@ class TabularSoftQLambda:
         self.num_timesteps = 0
         self.num_episodes = 0
         self._total_timesteps = 0
+        self._learning = False  # inside `learn`, where a learning-rate schedule has a progress
         self._rng = np.random.default_rng(seed)
         self._needs_env_seed = True
         self._last_obs: int | None = None
@@ -242,6 +245,11 @@ class TabularSoftQLambda:
         if self.learning_rate is None:
             raise ValueError(self._missing_message("learning_rate"))
         if callable(self.learning_rate):
+            if not self._learning:
+                raise ValueError(
+                    "learning_rate is a schedule over the steps of learn() (progress_remaining from 1 to 0): "
+                    "observe() outside learn() needs a float, e.g. model.learning_rate = 0.1"
+                )
             progress_remaining = 1.0 - self.num_timesteps / max(self._total_timesteps, 1)
             return float(self.learning_rate(progress_remaining))
         return float(self.learning_rate)
@@ -382,22 +390,29 @@ class TabularSoftQLambda:
         for name in sorted(self._missing):
             if getattr(self, name) is None:
                 raise ValueError(self._missing_message(name))
-        if reset_num_timesteps:
-            self.num_timesteps = 0
-        self._total_timesteps = self.num_timesteps + int(total_timesteps)
-        if reset_num_timesteps or self._last_obs is None:
-            if not self._episode_start:  # an episode was running: it ends here, cut short
+        self._learning = True
+        try:
+            if (reset_num_timesteps or self._last_obs is None) and not self._episode_start:
+                # An episode was running: it ends here, cut short like a truncation. Its pending n-step updates are
+                # made now, with the learning rate at the end of the previous learn() (before the counter restarts).
+                alpha = self._current_learning_rate()
+                while self._window:
+                    self._n_step_update(alpha)
                 self._end_episode()
-            self._last_obs = self._reset_env()
-        obs = self._last_obs
-        while self.num_timesteps < self._total_timesteps:
-            probs = self._behaviour_row(obs)
-            action = self._sample(probs)
-            next_obs, reward, terminated, truncated, _ = self.env.step(action)
-            next_state = self._check_obs(next_obs)
-            self.observe(obs, action, float(reward), next_state, bool(terminated), bool(truncated), float(probs[action]))
-            self.num_timesteps += 1
-            obs = self._reset_env() if terminated or truncated else next_state
+            if reset_num_timesteps:
+                self.num_timesteps = 0
+            self._total_timesteps = self.num_timesteps + int(total_timesteps)
+            obs = self._reset_env() if reset_num_timesteps or self._last_obs is None else self._last_obs
+            while self.num_timesteps < self._total_timesteps:
+                probs = self._behaviour_row(obs)
+                action = self._sample(probs)
+                next_obs, reward, terminated, truncated, _ = self.env.step(action)
+                next_state = self._check_obs(next_obs)
+                self.observe(obs, action, float(reward), next_state, bool(terminated), bool(truncated), float(probs[action]))
+                self.num_timesteps += 1
+                obs = self._reset_env() if terminated or truncated else next_state
+        finally:
+            self._learning = False
         self._last_obs = obs
         return self
 
@@ -413,8 +428,9 @@ class TabularSoftQLambda:
     ) -> float:
         """
         Learn from one transition :math:`(s_t, a_t, r_t, s_{t+1})` of the current episode (what ``learn`` calls at
-        every step; use it to drive the learner with your own loop or recorded data). The first call after an
-        episode ended starts a new episode (traces and n-step window reset).
+        every step; use it to drive the learner with your own loop or recorded data, with a float
+        ``learning_rate``). The first call after an episode ended starts a new episode (traces and n-step window
+        reset).
 
         :param obs: :math:`s_t`
         :param action: :math:`a_t`

@@ -32,7 +32,7 @@ def _episode(
     obs = np.asarray(observations, dtype=np.int64)
     act = np.asarray(actions, dtype=np.int64)
     rew = np.asarray(rewards, dtype=np.float64)
-    if obs.shape != (act.shape[0] + 1,) or rew.shape != act.shape or act.ndim != 1:
+    if act.ndim != 1 or obs.shape != (act.shape[0] + 1,) or rew.shape != act.shape:
         raise ValueError(
             f"an episode of T steps needs T + 1 observations, T actions and T rewards, got shapes "
             f"{obs.shape}, {act.shape} and {rew.shape}"
@@ -74,7 +74,7 @@ def soft_td_errors(
     check_number("gamma", gamma, 0, 1)
     q, obs, act, rew, prior = _episode(q_table, observations, actions, rewards, log_prior)
     next_values = soft_value(q[obs[1:]], ent_coef, prior[obs[1:]])
-    if terminated:
+    if terminated and len(next_values) > 0:
         next_values[-1] = 0.0
     return rew + gamma * next_values - q[obs[:-1], act]
 
@@ -106,6 +106,8 @@ def trace_coefficients(
     """
     check_number("trace_lambda", trace_lambda, 0, 1)
     act = np.asarray(actions, dtype=np.int64)
+    if act.ndim != 1:
+        raise ValueError(f"`actions` must have shape [T], got {act.shape}")
     obs = np.asarray(observations, dtype=np.int64)[: act.shape[0]]
     q = np.asarray(q_table, dtype=np.float64)
     if trace == "boltzmann":
@@ -118,7 +120,12 @@ def trace_coefficients(
         return trace_lambda * target_probs
     if behaviour_probs is None:
         raise ValueError("trace='importance_sampling' needs behaviour_probs (mu of each action taken)")
-    return trace_lambda * target_probs / np.asarray(behaviour_probs, dtype=np.float64)
+    mu = np.asarray(behaviour_probs, dtype=np.float64)
+    if mu.shape != act.shape or not bool(np.all((mu > 0) & (mu <= 1))):
+        raise ValueError(
+            f"`behaviour_probs` must hold mu(a_k|s_k) in (0, 1] for each of the {act.shape[0]} actions, got {mu!r}"
+        )
+    return trace_lambda * target_probs / mu
 
 
 def multistep_soft_returns(
@@ -164,9 +171,9 @@ def multistep_soft_returns(
     deltas = soft_td_errors(q, obs, act, rewards, terminated, gamma, ent_coef, log_prior)
     discounted_coefs = gamma * trace_coefficients(q, obs, act, ent_coef, trace, trace_lambda, log_prior, behaviour_probs)
     horizon = act.shape[0]
-    window = horizon if n is None else n
-    if window < 1:
+    if n is not None and n < 1:
         raise ValueError(f"n must be >= 1 or None, got {n}")
+    window = horizon if n is None else n
     returns = q[obs[:-1], act].copy()
     for t in range(horizon):
         end = min(t + window, horizon)
