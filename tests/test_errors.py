@@ -1,5 +1,7 @@
 """Bad input gets a clear error naming the parameter and what is allowed; nothing is silently ignored."""
 
+import warnings
+
 import gymnasium as gym
 import numpy as np
 import pytest
@@ -86,10 +88,21 @@ def test_numpy_numbers_accepted(model_class: type[SoftQ]) -> None:
         gamma=np.float64(0.9),
         n_critics=np.int64(2),
         batch_size=np.int64(8),
-        target_entropy=np.float32(0.1),
         **extra,
     )
     assert model.n_critics == 2 and isinstance(model.n_critics, int)
+    assert model_class("MlpPolicy", "CartPole-v1", target_entropy=np.float32(0.1)).target_entropy == pytest.approx(0.1)
+
+
+@pytest.mark.parametrize("model_class", ALGOS)
+def test_target_entropy_with_a_fixed_temperature_warns(model_class: type[SoftQ]) -> None:
+    """Nothing is silently ignored: `target_entropy` only matters when the temperature is learned."""
+    with pytest.warns(UserWarning, match="target_entropy"):
+        model_class("MlpPolicy", "CartPole-v1", ent_coef=0.1, target_entropy=0.3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        model_class("MlpPolicy", "CartPole-v1", ent_coef="auto", target_entropy=0.3)
+        model_class("MlpPolicy", "CartPole-v1", ent_coef=0.1)
 
 
 @pytest.mark.parametrize("model_class", ALGOS)

@@ -5,6 +5,7 @@ import os
 import shutil
 import subprocess
 import sys
+import warnings
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -184,10 +185,14 @@ def test_samplers(algo: str) -> None:
         seen_modes.add(sampled["ent_coef"] == "auto")
         if sampled["ent_coef"] == "auto":
             assert 0 < sampled["target_entropy"] < 0.7
+        else:  # replaces a target entropy of the YAML entry, which a fixed temperature would ignore
+            assert sampled["target_entropy"] == "auto"
         if algo == "softq_lambda":
             seen_traces.add(sampled["trace"])
             assert 0.5 <= sampled["trace_lambda"] <= 1
-        ZOO_ALGOS[algo]("MlpPolicy", ENV_ID, buffer_size=100, **sampled)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", UserWarning)  # e.g. an ignored target entropy
+            ZOO_ALGOS[algo]("MlpPolicy", ENV_ID, buffer_size=100, **{"target_entropy": 0.3, **sampled})
         study.tell(trial, 0.0)
     assert seen_modes == {True, False}
     if algo == "softq_lambda":

@@ -3,7 +3,7 @@ The soft (entropy-regularised) Bellman core, as pure functions on the last (acti
 
 Notation (Schulman et al. 2017, "Equivalence between policy gradients and soft Q-learning", and the Soft Q(λ)
 paper §2.2): temperature :math:`\\tau > 0` (``ent_coef``), reference policy :math:`\\bar\\pi(a|s)`
-(``log_prior``, uniform when ``None``), action values :math:`Q(s, \\cdot)` (``q_values``).
+(``log_prior``, uniform when ``None``), action values :math:`Q(s, \\cdot)` (``q``).
 
 - soft value :math:`V(s) = \\tau \\log \\sum_a \\bar\\pi(a|s) \\exp(Q(s,a)/\\tau)`
 - Boltzmann policy :math:`\\pi_B(a|s) = \\bar\\pi(a|s) \\exp((Q(s,a) - V(s))/\\tau)
@@ -20,56 +20,56 @@ import math
 import torch as th
 
 
-def uniform_log_prior(q_values: th.Tensor) -> float:
+def uniform_log_prior(q: th.Tensor) -> float:
     """
     The log-probability of every action under the uniform reference policy.
 
-    :param q_values: action values ``[..., n_actions]``
+    :param q: action values ``[..., n_actions]``
     :return: :math:`-\\log |A|` (a float, broadcast against any tensor)
     """
-    return -math.log(q_values.shape[-1])
+    return -math.log(q.shape[-1])
 
 
-def boltzmann_logits(q_values: th.Tensor, ent_coef: float | th.Tensor, log_prior: th.Tensor | None = None) -> th.Tensor:
+def boltzmann_logits(q: th.Tensor, ent_coef: float | th.Tensor, log_prior: th.Tensor | None = None) -> th.Tensor:
     """
     Unnormalised log-probabilities of the Boltzmann policy, :math:`Q(s,\\cdot)/\\tau + \\log\\bar\\pi(\\cdot|s)`.
 
-    :param q_values: action values ``[..., n_actions]``
+    :param q: action values ``[..., n_actions]``
     :param ent_coef: temperature :math:`\\tau > 0`, a float or a tensor broadcastable to ``[...]``
-    :param log_prior: :math:`\\log\\bar\\pi(\\cdot|s)`, broadcastable to ``q_values``; ``None`` for uniform
+    :param log_prior: :math:`\\log\\bar\\pi(\\cdot|s)`, broadcastable to ``q``; ``None`` for uniform
     :return: logits ``[..., n_actions]``
     """
     if isinstance(ent_coef, th.Tensor) and ent_coef.dim() > 0:  # one temperature per state: broadcast over actions
         ent_coef = ent_coef.unsqueeze(-1)
-    return q_values / ent_coef + (uniform_log_prior(q_values) if log_prior is None else log_prior)
+    return q / ent_coef + (uniform_log_prior(q) if log_prior is None else log_prior)
 
 
-def soft_value(q_values: th.Tensor, ent_coef: float | th.Tensor, log_prior: th.Tensor | None = None) -> th.Tensor:
+def soft_value(q: th.Tensor, ent_coef: float | th.Tensor, log_prior: th.Tensor | None = None) -> th.Tensor:
     """
     Soft state value :math:`V(s) = \\tau \\log \\sum_a \\bar\\pi(a|s) \\exp(Q(s,a)/\\tau)`.
 
     Computed as :math:`\\tau \\cdot \\mathrm{logsumexp}(Q/\\tau + \\log\\bar\\pi)`, which never overflows. With a
     uniform prior this is :math:`\\tau\\,\\mathrm{logsumexp}(Q/\\tau) - \\tau\\log|A|`.
 
-    :param q_values: action values ``[..., n_actions]``
+    :param q: action values ``[..., n_actions]``
     :param ent_coef: temperature :math:`\\tau > 0`, a float or a tensor broadcastable to ``[...]``
-    :param log_prior: :math:`\\log\\bar\\pi(\\cdot|s)`, broadcastable to ``q_values``; ``None`` for uniform
+    :param log_prior: :math:`\\log\\bar\\pi(\\cdot|s)`, broadcastable to ``q``; ``None`` for uniform
     :return: soft values ``[...]``
     """
-    return ent_coef * th.logsumexp(boltzmann_logits(q_values, ent_coef, log_prior), dim=-1)
+    return ent_coef * th.logsumexp(boltzmann_logits(q, ent_coef, log_prior), dim=-1)
 
 
-def boltzmann_log_probs(q_values: th.Tensor, ent_coef: float | th.Tensor, log_prior: th.Tensor | None = None) -> th.Tensor:
+def boltzmann_log_probs(q: th.Tensor, ent_coef: float | th.Tensor, log_prior: th.Tensor | None = None) -> th.Tensor:
     """
     Log-probabilities of the Boltzmann policy
     :math:`\\log\\pi_B(a|s) = \\log\\bar\\pi(a|s) + (Q(s,a) - V(s))/\\tau`.
 
-    :param q_values: action values ``[..., n_actions]``
+    :param q: action values ``[..., n_actions]``
     :param ent_coef: temperature :math:`\\tau > 0`, a float or a tensor broadcastable to ``[...]``
-    :param log_prior: :math:`\\log\\bar\\pi(\\cdot|s)`, broadcastable to ``q_values``; ``None`` for uniform
+    :param log_prior: :math:`\\log\\bar\\pi(\\cdot|s)`, broadcastable to ``q``; ``None`` for uniform
     :return: log-probabilities ``[..., n_actions]`` (normalised: they log-sum-exp to 0)
     """
-    logits = boltzmann_logits(q_values, ent_coef, log_prior)
+    logits = boltzmann_logits(q, ent_coef, log_prior)
     # Same as log_softmax, and faster on CPU for the few actions of typical discrete action spaces
     return logits - th.logsumexp(logits, dim=-1, keepdim=True)
 

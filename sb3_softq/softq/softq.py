@@ -173,6 +173,11 @@ class SoftQ(OffPolicyAlgorithm):
                 "SoftQLambda(..., sequence_length=n, trace='tree_backup') (or trace='boltzmann', trace_lambda=1.0 for the "
                 "on-policy n-step soft return)."
             )
+        if not isinstance(target_entropy, str) and not _parse_ent_coef(ent_coef)[1]:
+            warnings.warn(
+                f"`target_entropy` ({target_entropy!r}) is only used with a learned temperature (ent_coef='auto' or "
+                f"'auto_<init>'): with ent_coef={ent_coef!r} it is ignored"
+            )
         super().__init__(
             policy,
             env,

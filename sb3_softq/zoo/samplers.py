@@ -61,7 +61,8 @@ def convert_softq_params(sampled_params: dict[str, Any]) -> dict[str, Any]:
             hyperparams["ent_coef"] = "auto"
             hyperparams.setdefault("target_entropy", "auto")
         else:
-            hyperparams.pop("target_entropy", None)
+            # Not sampled with a fixed temperature, and not used: "auto" also replaces a value from the YAML entry
+            hyperparams["target_entropy"] = "auto"
 
     if "net_arch" in hyperparams:
         policy_kwargs = dict(hyperparams.get("policy_kwargs", {}))
