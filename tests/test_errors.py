@@ -39,7 +39,7 @@ ALGOS = [SoftQ, SoftQLambda]
         (dict(tau=2.0), "tau"),
         (dict(batch_size=0), "batch_size"),
         (dict(buffer_size=0), "buffer_size"),
-        (dict(buffer_size=1e5), "buffer_size"),
+        (dict(buffer_size=1000.5), "buffer_size"),
         (dict(learning_starts=-1), "learning_starts"),
         (dict(target_update_interval=0), "target_update_interval"),
         (dict(max_grad_norm=0.0), "max_grad_norm"),
@@ -92,6 +92,21 @@ def test_numpy_numbers_accepted(model_class: type[SoftQ]) -> None:
     )
     assert model.n_critics == 2 and isinstance(model.n_critics, int)
     assert model_class("MlpPolicy", "CartPole-v1", target_entropy=np.float32(0.1)).target_entropy == pytest.approx(0.1)
+
+
+@pytest.mark.parametrize("model_class", ALGOS)
+def test_whole_floats_accepted_as_integers(model_class: type[SoftQ]) -> None:
+    """As SB3's DQN accepts `learning_starts=20.0`; YAML files write `1e5` for a float."""
+    extra = dict(sequence_length=4.0) if model_class is SoftQLambda else {}
+    model = model_class(
+        "MlpPolicy", "CartPole-v1", buffer_size=1e3, learning_starts=20.0, batch_size=16.0, target_update_interval=5e1,
+        **extra,
+    )  # fmt: skip
+    for name, value in dict(buffer_size=1000, learning_starts=20, batch_size=16, target_update_interval=50).items():
+        assert getattr(model, name) == value and isinstance(getattr(model, name), int), name
+    if model_class is SoftQLambda:
+        assert model.sequence_length == 4 and isinstance(model.sequence_length, int)
+        assert model.replay_buffer.sequence_length == 4
 
 
 @pytest.mark.parametrize("model_class", ALGOS)

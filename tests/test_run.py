@@ -8,7 +8,7 @@ from stable_baselines3 import PPO
 from stable_baselines3.common.callbacks import CheckpointCallback, EvalCallback
 from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.envs import FakeImageEnv, SimpleMultiObsEnv
-from stable_baselines3.common.logger import configure
+from stable_baselines3.common.logger import KVWriter, Logger, configure
 from stable_baselines3.common.vec_env import VecNormalize
 
 from sb3_softq import SoftQ, SoftQLambda
@@ -156,6 +156,34 @@ def test_callbacks_progress_bar_and_logged_keys(model_class: type[SoftQ], tmp_pa
         expected |= {"train/mean_trace_coef", "train/effective_trace_length", "train/cut_fraction"}
     assert expected <= keys, expected - keys
     assert list((tmp_path / "log").glob("events.out.tfevents*"))
+
+
+class CapturedKeys(KVWriter):
+    """A logger output that keeps the keys of every dump."""
+
+    def __init__(self) -> None:
+        self.dumps: list[set[str]] = []
+
+    def write(self, key_values: dict, key_excluded: dict, step: int = 0) -> None:
+        self.dumps.append(set(key_values))
+
+
+@pytest.mark.parametrize("model_class", ALGOS)
+def test_policy_statistics_are_logged_once_per_training(model_class: type[SoftQ]) -> None:
+    """Like `train/loss`, the statistics of a training batch appear in the first dump after `train()`, not again."""
+    model = model_class("MlpPolicy", "CartPole-v1", seed=0, **FAST)
+    captured = CapturedKeys()
+    model.set_logger(Logger(folder=None, output_formats=[captured]))
+    model.learn(400, log_interval=1)
+    assert any("train/entropy" in keys for keys in captured.dumps)
+    for keys in captured.dumps:
+        assert ("train/entropy" in keys) == ("train/loss" in keys) == ("train/q_mean" in keys)
+    captured.dumps.clear()
+    model.learn(100, log_interval=1)  # the counter restarts: no gradient step before `learning_starts`
+    # Only the first dump holds what the last training of the previous call recorded after its last dump
+    assert len(captured.dumps) > 1 and ("train/entropy" in captured.dumps[0]) == ("train/loss" in captured.dumps[0])
+    assert not any(key.startswith("train/") for keys in captured.dumps[1:] for key in keys)
+    model.train(gradient_steps=0, batch_size=16)  # nothing to do, as when `learn()` skips it
 
 
 @pytest.mark.parametrize("model_class", ALGOS)

@@ -1,7 +1,11 @@
+import copy
+import pickle
+
 import gymnasium as gym
 import numpy as np
 import pytest
 import torch as th
+from stable_baselines3 import PPO
 from stable_baselines3.common.envs import IdentityEnv
 
 from sb3_softq import SoftQ, SoftQLambda
@@ -251,3 +255,20 @@ def test_load_checks_its_arguments(tmp_path, model_class: type[SoftQ], kwargs: d
     model_class("MlpPolicy", "CartPole-v1", **FAST).save(tmp_path / "model.zip")
     with pytest.raises(ValueError, match=match):
         model_class.load(tmp_path / "model.zip", **kwargs)
+
+
+@pytest.mark.parametrize("model_class", ALGOS)
+def test_deepcopy_and_pickle_after_training(model_class: type[SoftQ]) -> None:
+    """The model holds no autograd graph, and an SB3 prior pickles (multiprocessing, Ray)."""
+    env = gym.make("CartPole-v1")
+    prior = PPO("MlpPolicy", env, n_steps=64, batch_size=32, policy_kwargs=dict(net_arch=[8]), seed=0)
+    model = model_class("MlpPolicy", env, ent_coef="auto", reference_policy=prior, seed=0, **FAST)
+    model.learn(200)
+    copied = copy.deepcopy(model)
+    assert copied.ent_coef_optimizer.param_groups[0]["params"][0] is copied.policy.log_ent_coef
+    before = model.policy.ent_coef.item()
+    copied.learn(100, reset_num_timesteps=False)
+    assert model.policy.ent_coef.item() == before != copied.policy.ent_coef.item()
+    policy = pickle.loads(pickle.dumps(model.policy))
+    obs = th.as_tensor(env.reset(seed=0)[0][None])
+    th.testing.assert_close(policy.action_log_probs(obs), model.policy.action_log_probs(obs))

@@ -13,12 +13,13 @@ def check_number(
     *,
     integer: bool = False,
     low_open: bool = False,
-) -> None:
+) -> Any:
     """
     Raise a ``ValueError`` naming ``name`` unless ``value`` is a real number (an integer when ``integer``) in the
     interval from ``low`` to ``high`` (both included, except ``low`` when ``low_open``).
 
-    Python and NumPy numbers are accepted; booleans, strings, ``None`` and NaN are not.
+    Python and NumPy numbers are accepted, and for an integer a whole float such as ``1e5`` or ``20.0`` (as SB3
+    accepts ``learning_starts=20.0``); booleans, strings, ``None`` and NaN are not.
 
     :param name: the parameter's name, as the user wrote it
     :param value: the value given
@@ -26,11 +27,13 @@ def check_number(
     :param high: the upper bound
     :param integer: whether only integers are allowed
     :param low_open: whether ``low`` itself is excluded
+    :return: the value, as an ``int`` when ``integer``
     """
-    kind = numbers.Integral if integer else numbers.Real
-    is_number = isinstance(value, kind) and not isinstance(value, bool)
+    is_number = isinstance(value, numbers.Real) and not isinstance(value, bool)
+    if integer and is_number and not isinstance(value, numbers.Integral):
+        is_number = math.isfinite(value) and float(value).is_integer()
     if is_number and (value > low if low_open else value >= low) and value <= high:
-        return
+        return int(value) if integer else value
     if math.isfinite(high):
         allowed = f"in {'(' if low_open else '['}{low:g}, {high:g}]"
     else:

@@ -59,13 +59,21 @@ def validate_reference_probs(reference_policy: Sequence[float] | np.ndarray | th
     return (probs / probs.sum()).tolist()
 
 
-def _checked(log_prior_fn: LogPriorFn, n_actions: int) -> LogPriorFn:
-    def log_prior(obs: PyTorchObs) -> th.Tensor:
-        log_probs = log_prior_fn(obs)
-        if not isinstance(log_probs, th.Tensor) or log_probs.dim() != 2 or log_probs.shape[-1] != n_actions:
+class _CheckedLogPrior:
+    """``log_prior_fn`` whose outputs are checked (shape ``[batch, n_actions]``, normalised); picklable when
+    ``log_prior_fn`` is."""
+
+    def __init__(self, log_prior_fn: LogPriorFn, n_actions: int) -> None:
+        self.log_prior_fn = log_prior_fn
+        self.n_actions = n_actions
+
+    def __call__(self, obs: PyTorchObs) -> th.Tensor:
+        log_probs = self.log_prior_fn(obs)
+        if not isinstance(log_probs, th.Tensor) or log_probs.dim() != 2 or log_probs.shape[-1] != self.n_actions:
             shape = tuple(log_probs.shape) if isinstance(log_probs, th.Tensor) else type(log_probs).__name__
             raise ValueError(
-                f"`reference_policy` must return log-probabilities as a tensor of shape [batch, {n_actions}], got {shape}"
+                f"`reference_policy` must return log-probabilities as a tensor of shape [batch, {self.n_actions}], "
+                f"got {shape}"
             )
         total = th.logsumexp(log_probs, dim=-1)
         if not bool(th.isfinite(total).all()) or float(total.abs().max()) > NORMALISATION_TOLERANCE:
@@ -75,7 +83,18 @@ def _checked(log_prior_fn: LogPriorFn, n_actions: int) -> LogPriorFn:
             )
         return log_probs
 
-    return log_prior
+
+class _PolicyLogPrior:
+    """The action log-probabilities of an SB3 policy (a picklable function of the observations)."""
+
+    def __init__(self, policy: BasePolicy) -> None:
+        self.policy = policy
+
+    def __call__(self, obs: PyTorchObs) -> th.Tensor:
+        if hasattr(self.policy, "action_log_probs"):  # a soft Q policy: its Boltzmann policy
+            return self.policy.action_log_probs(obs)  # type: ignore[operator]
+        # e.g. PPO / A2C: the normalised logits of the categorical distribution
+        return self.policy.get_distribution(obs).distribution.logits  # type: ignore[operator]
 
 
 def make_log_prior_fn(reference_policy: Any, n_actions: int, device: th.device) -> LogPriorFn:
@@ -96,26 +115,16 @@ def make_log_prior_fn(reference_policy: Any, n_actions: int, device: th.device) 
         reference_policy = reference_policy.policy
     if isinstance(reference_policy, BasePolicy):
         # A frozen copy on the model's device: the user's policy is neither moved nor switched to evaluation mode
+        if not hasattr(reference_policy, "action_log_probs") and not hasattr(reference_policy, "get_distribution"):
+            raise TypeError(
+                f"`reference_policy`: {type(reference_policy).__name__} has no action distribution (e.g. a DQN policy); "
+                "pass a callable returning log-probabilities instead"
+            )
         policy = copy.deepcopy(reference_policy).to(device)
         policy.set_training_mode(False)
-        if hasattr(policy, "action_log_probs"):  # a soft Q policy: its Boltzmann policy
-
-            def fn(obs: PyTorchObs) -> th.Tensor:
-                return policy.action_log_probs(obs)  # type: ignore[operator]
-
-        elif hasattr(policy, "get_distribution"):  # e.g. PPO / A2C: normalised logits of the categorical distribution
-
-            def fn(obs: PyTorchObs) -> th.Tensor:
-                return policy.get_distribution(obs).distribution.logits  # type: ignore[operator]
-
-        else:
-            raise TypeError(
-                f"`reference_policy`: {type(policy).__name__} has no action distribution (e.g. a DQN policy); pass a "
-                "callable returning log-probabilities instead"
-            )
-        return _checked(fn, n_actions)
+        return _CheckedLogPrior(_PolicyLogPrior(policy), n_actions)
     if callable(reference_policy):
-        return _checked(reference_policy, n_actions)
+        return _CheckedLogPrior(reference_policy, n_actions)
     raise TypeError(
         "`reference_policy` must be None (uniform), a vector of probabilities, a callable returning log-probabilities, "
         f"or an SB3 policy / model; got {type(reference_policy).__name__}"

@@ -254,9 +254,8 @@ class SoftQ(OffPolicyAlgorithm):
             ("exploration_final_eps", 0, 1, False),
             ("exploration_fraction", 0, 1, False),
         ):
-            check_number(name, getattr(self, name), low, high, integer=integer)
+            setattr(self, name, check_number(name, getattr(self, name), low, high, integer=integer))
         check_number("max_grad_norm", self.max_grad_norm, 0, low_open=True)
-        self.n_critics = int(self.n_critics)
         if self.policy_kwargs.get("n_critics", self.n_critics) != self.n_critics:
             raise ValueError("Pass `n_critics` to the algorithm, not in `policy_kwargs`")
 
@@ -403,6 +402,8 @@ class SoftQ(OffPolicyAlgorithm):
             optimizers.append(self.ent_coef_optimizer)
         self._update_learning_rate(optimizers)
 
+        if gradient_steps <= 0:  # as SB3's `learn()` skips such calls
+            return
         losses, ent_coef_losses = [], []
         ent_coef = self.policy.ent_coef
         q_net_parameters = list(self.policy.q_nets.parameters())  # listed once, not at every gradient step
@@ -442,13 +443,15 @@ class SoftQ(OffPolicyAlgorithm):
         self.logger.record("train/loss", th.stack(losses).mean().item())
         if ent_coef_losses:
             self.logger.record("train/ent_coef_loss", th.stack(ent_coef_losses).mean().item())
-        # The statistics of the last batch are computed only when the logs are written (see dump_logs)
-        self._last_batch = (batch, ent_coef)
+        # The statistics of the last batch are computed only when the logs are written (see dump_logs); detached, so
+        # that the model holds no autograd graph (it can be deep-copied)
+        self._last_batch = (batch._replace(q_values=batch.q_values.detach()), ent_coef)
 
     def dump_logs(self) -> None:
         """Write the logs, with the policy statistics of the last training batch."""
         if self._last_batch is not None:
             self._record_policy_stats(*self._last_batch)
+            self._last_batch = None  # reported once, as `train/loss` is
         super().dump_logs()
 
     @staticmethod

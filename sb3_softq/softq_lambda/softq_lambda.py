@@ -180,8 +180,8 @@ class SoftQLambda(SoftQ):
 
     def _check_hyperparameters(self) -> None:
         super()._check_hyperparameters()
-        check_number("sequence_length", self.sequence_length, 1, integer=True)
-        check_number("trace_lambda", self.trace_lambda, 0, 1)
+        self.sequence_length = check_number("sequence_length", self.sequence_length, 1, integer=True)
+        self.trace_lambda = float(check_number("trace_lambda", self.trace_lambda, 0, 1))
         if self.trace not in TRACES:
             raise ValueError(f"`trace` must be one of {', '.join(map(repr, TRACES))}, got {self.trace!r}")
         if self.replay_buffer_class is not None and not (
@@ -190,8 +190,6 @@ class SoftQLambda(SoftQ):
             raise ValueError(
                 f"`replay_buffer_class` must be a SequenceReplayBuffer subclass (or None), got {self.replay_buffer_class!r}"
             )
-        self.sequence_length = int(self.sequence_length)
-        self.trace_lambda = float(self.trace_lambda)
 
     def _setup_model(self) -> None:
         if self.replay_buffer_class is None:
