@@ -82,37 +82,115 @@ def zoo_hyperparams(algo: str, env_id: str) -> tuple[str, dict[str, Any], int]:
     return policy, kwargs, n_timesteps
 
 
-def run_one(algo: str, env_id: str, seed: int, eval_freq: int, eval_episodes: int, n_timesteps: int | None) -> dict[str, Any]:
+def checkpoint_paths(checkpoint_dir: str, algo: str, env_id: str, seed: int) -> dict[str, str]:
+    """:return: the files of a run's checkpoint: the model, its replay buffer and the run so far"""
+    stem = os.path.join(checkpoint_dir, f"{env_id}_{algo.replace(':', '-')}_{seed}")
+    return {"model": stem + ".zip", "buffer": stem + "_buffer.pkl", "state": stem + ".json"}
+
+
+def run_one(
+    algo: str,
+    env_id: str,
+    seed: int,
+    eval_freq: int,
+    eval_episodes: int,
+    n_timesteps: int | None,
+    checkpoint_dir: str | None = None,
+) -> dict[str, Any]:
+    """
+    Train one algorithm on one seed with greedy evaluations every ``eval_freq`` steps.
+
+    With ``checkpoint_dir``, the model, its replay buffer and the evaluations so far are saved after every
+    evaluation, and a run that finds its checkpoint resumes from it (a killed command loses at most ``eval_freq``
+    steps). A resumed run goes on with new environments and random seeds (``seed + 100,000 * resumes``): it is a valid
+    run, but not the same as one trained without interruption, and it records where it was resumed.
+    """
     import torch as th
     from sb3_contrib import QRDQN
     from stable_baselines3 import DQN
-    from stable_baselines3.common.callbacks import EvalCallback
+    from stable_baselines3.common.callbacks import BaseCallback, EvalCallback
     from stable_baselines3.common.env_util import make_vec_env
 
     from sb3_softq import SoftQ, SoftQLambda
 
     th.set_num_threads(1)
     classes = {"dqn": DQN, "qrdqn": QRDQN, "softq": SoftQ, "softq_lambda": SoftQLambda}
+    algo_class = classes[algo.partition(":")[0]]
     policy, kwargs, zoo_timesteps = zoo_hyperparams(algo, env_id)
     total = n_timesteps or zoo_timesteps
-    env = make_vec_env(env_id, n_envs=1, seed=seed)
-    model = classes[algo.partition(":")[0]](policy, env, seed=seed, **kwargs)
-    eval_env = make_vec_env(env_id, n_envs=1, seed=seed + 10_000)
+    paths = checkpoint_paths(checkpoint_dir, algo, env_id, seed) if checkpoint_dir else None
+    state: dict[str, Any] = {"timesteps": [], "returns": [], "lengths": [], "seconds": 0.0, "resumed_at": []}
+    if paths is not None and os.path.exists(paths["state"]):
+        with open(paths["state"]) as handle:
+            state = json.load(handle)
+        state["resumed_at"].append(state["timesteps"][-1])
+    run_seed = seed + 100_000 * len(state["resumed_at"])
+    env = make_vec_env(env_id, n_envs=1, seed=run_seed)
+    eval_env = make_vec_env(env_id, n_envs=1, seed=run_seed + 10_000)
+    if state["resumed_at"]:
+        assert paths is not None
+        model = algo_class.load(paths["model"], env=env)
+        model.load_replay_buffer(paths["buffer"])
+        model.set_random_seed(run_seed)
+    else:
+        model = algo_class(policy, env, seed=seed, **kwargs)
+
+    class SaveCheckpoint(BaseCallback):
+        """After every evaluation: the model, its replay buffer and the evaluations so far (each file replaced whole)."""
+
+        def _on_step(self) -> bool:
+            assert paths is not None and isinstance(self.parent, EvalCallback)
+            done = {
+                **state,
+                "timesteps": [int(t) for t in self.parent.evaluations_timesteps],
+                "returns": [[float(r) for r in rs] for rs in self.parent.evaluations_results],
+                "lengths": [[int(n) for n in ns] for ns in self.parent.evaluations_length],
+                "seconds": state["seconds"] + time.perf_counter() - start,
+            }
+            for name, save in (("model", self.model.save), ("buffer", self.model.save_replay_buffer)):  # type: ignore[attr-defined]
+                save(paths[name] + ".tmp")
+                os.replace(paths[name] + ".tmp", paths[name])  # SB3 adds no suffix to a name that has one
+            with open(paths["state"] + ".tmp", "w") as handle:
+                json.dump(done, handle)
+            os.replace(paths["state"] + ".tmp", paths["state"])
+            return True
+
     with tempfile.TemporaryDirectory() as log_path:  # EvalCallback keeps its results only when given a log path
-        callback = EvalCallback(eval_env, eval_freq=eval_freq, n_eval_episodes=eval_episodes, log_path=log_path, verbose=0)
+        callback = EvalCallback(
+            eval_env,
+            eval_freq=eval_freq,
+            n_eval_episodes=eval_episodes,
+            log_path=log_path,
+            verbose=0,
+            callback_after_eval=SaveCheckpoint() if paths is not None else None,
+        )
+        callback.evaluations_timesteps = list(state["timesteps"])
+        callback.evaluations_results = [list(rs) for rs in state["returns"]]
+        callback.evaluations_length = [list(ns) for ns in state["lengths"]]
         start = time.perf_counter()
-        model.learn(total, callback=callback)
-    return {
+        model.learn(total - model.num_timesteps, callback=callback, reset_num_timesteps=not state["resumed_at"])
+    run = {
         "algo": algo,
         "env": env_id,
         "seed": seed,
         "timesteps": [int(t) for t in callback.evaluations_timesteps],
         "returns": [float(np.mean(r)) for r in callback.evaluations_results],
-        "seconds": time.perf_counter() - start,
+        "seconds": state["seconds"] + time.perf_counter() - start,
         "n_timesteps": total,
         "eval_episodes": eval_episodes,
         "hyperparameters": zoo_entry(algo, env_id),
     }
+    if state["resumed_at"]:
+        run["resumed_at"] = state["resumed_at"]
+    return run
+
+
+def remove_checkpoint(checkpoint_dir: str | None, run: dict[str, Any]) -> None:
+    """Delete the checkpoint of a finished run (its results are on disk)."""
+    if checkpoint_dir:
+        for path in checkpoint_paths(checkpoint_dir, run["algo"], run["env"], run["seed"]).values():
+            if os.path.exists(path):
+                os.remove(path)
 
 
 def versions() -> dict[str, str]:
@@ -231,6 +309,11 @@ def main() -> None:
         "--reuse", nargs="+", default=[], help="results JSON files of earlier runs: take their runs, do not train them again"
     )
     parser.add_argument("--rerun", nargs="+", default=[], help="with --reuse: algorithms to train again all the same")
+    parser.add_argument(
+        "--checkpoints",
+        default=None,
+        help="folder for a checkpoint of every run after each evaluation; runs resume from it (for runs of many hours)",
+    )
     args = parser.parse_args()
     unknown = sorted(set(args.rerun) - set(args.algos))
     if unknown:
@@ -265,7 +348,7 @@ def main() -> None:
                 )
             reused[key], reused_file[key] = run, path
     jobs = [
-        (algo, args.env, seed, args.eval_freq, args.eval_episodes, args.n_timesteps)
+        (algo, args.env, seed, args.eval_freq, args.eval_episodes, args.n_timesteps, args.checkpoints)
         for seed in range(args.seeds)
         for algo in args.algos
         if (algo, seed) not in reused
@@ -295,6 +378,7 @@ def main() -> None:
             # Every finished run is on disk at once: an interrupted table resumes with ``--reuse <out>.json``
             with open(args.out + ".json", "w") as handle:
                 json.dump({"meta": meta, "runs": [*reused.values(), *trained.values()]}, handle, indent=1)
+            remove_checkpoint(args.checkpoints, run)
             print(
                 f"[{done}/{len(jobs)}] {run['algo']} seed {run['seed']}: final return {run['returns'][-1]:.1f}, "
                 f"threshold first reached at {first_reached(run, threshold)} steps, {run['seconds']:.0f} s",
@@ -311,6 +395,17 @@ def main() -> None:
         f"over {args.eval_episodes} episodes; rl-zoo3 hyperparameters of each algorithm.",
         "",
     ]
+    resumed = [
+        f"{run['algo']} seed {run['seed']} (at {', '.join(map(str, run['resumed_at']))})"
+        for run in runs
+        if run.get("resumed_at")
+    ]
+    if resumed:
+        lines += [
+            "Runs resumed from a checkpoint after an interruption, with new environment and random seeds from there on "
+            "(`--checkpoints`): " + ", ".join(resumed) + ".",
+            "",
+        ]
     if reused:
         lines += [
             f"{len(reused)} of the {len(runs)} runs were taken from earlier runs with the same versions (`--reuse`; "

@@ -1,6 +1,7 @@
 """The learning benchmark's ``--reuse``: which earlier runs it takes, which it trains again, which merges it refuses."""
 
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -76,3 +77,21 @@ def test_reuse_refuses_other_versions(tmp_path: Path) -> None:
     earlier.write_text(json.dumps(content))
     with pytest.raises(ValueError, match="other versions"):
         bench_learning.reusable_runs(str(earlier), ENV_ID, 300, 2)
+
+
+def test_runs_resume_from_their_checkpoint(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """A run stopped after an evaluation goes on from its checkpoint (model, replay buffer, evaluations so far)."""
+    checkpoints = str(tmp_path / "checkpoints")
+    os.makedirs(checkpoints)
+    # Stopped after its first evaluation: what a run of 600 steps killed between 300 and 600 leaves behind
+    first_part = bench_learning.run_one("softq", ENV_ID, 0, 300, 2, 300, checkpoints)
+    paths = bench_learning.checkpoint_paths(checkpoints, "softq", ENV_ID, 0)
+    assert all(os.path.exists(path) for path in paths.values())
+    run = bench_learning.run_one("softq", ENV_ID, 0, 300, 2, 600, checkpoints)
+    assert run["timesteps"] == [300, 600] and run["resumed_at"] == [300]
+    assert run["returns"][0] == first_part["returns"][0]
+    # Through the command line: the finished run's checkpoint is removed
+    results = run_benchmark(monkeypatch, tmp_path, "--checkpoints", checkpoints)
+    assert results["runs"][0]["resumed_at"] == [300, 600]  # its checkpoint was already complete
+    assert not any(os.path.exists(path) for path in paths.values())
+    assert "resumed from a checkpoint" in (tmp_path / "out.md").read_text()
