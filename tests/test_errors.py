@@ -50,6 +50,8 @@ ALGOS = [SoftQ, SoftQLambda]
         (dict(n_steps=3), "SoftQLambda"),
         (dict(replay_buffer_class=NStepReplayBuffer), "n_steps|SequenceReplayBuffer"),
         (dict(exploration_initial_eps=1.5), "exploration_initial_eps"),
+        (dict(policy_kwargs=dict(ent_coef=3.0)), "ent_coef"),
+        (dict(policy_kwargs=dict(reference_probs=[0.9, 0.1])), "reference_policy"),
     ],
 )
 def test_bad_arguments(model_class: type[SoftQ], kwargs: dict, match: str) -> None:

@@ -206,6 +206,19 @@ def test_exploration_mixing(model_class: type[SoftQ]) -> None:
     assert abs(np.mean(actions == greedy) - np.mean(mixed.max(axis=1))) < 0.03
 
 
+def test_sampling_never_draws_an_action_of_probability_zero(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Float32 probabilities may sum to just below 1: a uniform draw above that sum must not fall on a last action
+    of probability 0 (its recorded mu = 0 would make an importance ratio infinite)."""
+    model = SoftQ("MlpPolicy", "CartPole-v1", **FAST)
+    probs = th.tensor([[0.6, 0.4 - 3e-7, 0.0], [0.0, 0.5, 0.5]], dtype=th.float32)
+    monkeypatch.setattr(model.policy, "behaviour_probs", lambda obs, exploration_rate=0.0: probs)
+    for draw in (0.0, 0.5, 1.0 - 1e-9):
+        monkeypatch.setattr(np.random, "random", lambda size, draw=draw: np.full(size, draw))
+        actions, action_probs = model.policy.sample_behaviour(th.zeros(2, 4))
+        assert np.all(action_probs > 0), (draw, actions)
+    assert list(actions) == [1, 2]
+
+
 def test_predict_deterministic_is_argmax_and_stochastic_samples_boltzmann() -> None:
     model = SoftQ("MlpPolicy", "CartPole-v1", ent_coef=1.0, seed=0, **FAST)
     obs = np.random.default_rng(0).normal(size=(512, 4)).astype(np.float32)

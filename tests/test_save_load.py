@@ -1,5 +1,6 @@
 import copy
 import pickle
+import warnings
 
 import gymnasium as gym
 import numpy as np
@@ -100,6 +101,19 @@ def test_state_dependent_prior_must_be_passed_again(tmp_path, model_class: type[
 
     with_prior = model_class.load(tmp_path / "model.zip", reference_policy=prior)
     assert with_prior.predict(obs, deterministic=True)[0] == expected
+    with_prior = model_class.load(tmp_path / "model.zip", custom_objects=dict(reference_policy=prior))
+    assert with_prior.predict(obs, deterministic=True)[0] == expected
+
+    # Given another prior (a vector, or None for uniform), the model uses it from then on, also once saved again
+    for other, expected_probs in (([0.3, 0.7], [0.3, 0.7]), (None, None)):
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            loaded = model_class.load(tmp_path / "model.zip", reference_policy=other)
+            loaded.predict(obs, deterministic=True)
+            loaded.save(tmp_path / "again.zip")
+            again = model_class.load(tmp_path / "again.zip")
+        log_prior = again.policy.log_prior(th.zeros(1, 4))
+        assert (None if log_prior is None else log_prior.exp().tolist()) == pytest.approx(expected_probs)
 
 
 @pytest.mark.parametrize("model_class", ALGOS)
@@ -114,6 +128,10 @@ def test_load_keeps_or_replaces_the_fixed_prior(tmp_path, model_class: type[Soft
         return None if log_probs is None else log_probs.exp().tolist()
 
     assert prior_probs(model_class.load(tmp_path / "model.zip")) == pytest.approx([0.3, 0.7])
+    # An array or tensor prior is saved as the list of its probabilities (JSON, not a pickled object)
+    for probs in (np.array([0.3, 0.7]), th.tensor([0.3, 0.7])):
+        vector = model_class("MlpPolicy", "CartPole-v1", reference_policy=probs, **FAST)
+        assert vector.reference_policy == pytest.approx([0.3, 0.7]) and isinstance(vector.reference_policy, list)
     assert prior_probs(model_class.load(tmp_path / "model.zip", reference_policy=[0.9, 0.1])) == pytest.approx([0.9, 0.1])
     assert prior_probs(model_class.load(tmp_path / "model.zip", reference_policy=None)) is None
     # ... and the other way round: a model trained with the uniform prior, loaded with a vector
@@ -220,13 +238,19 @@ def test_replay_buffer_kwargs_are_left_as_given(tmp_path) -> None:
         ("auto", "auto_0.3", 0.3, True),  # learned again from 0.3
     ],
 )
-def test_load_with_another_temperature(tmp_path, model_class: type[SoftQ], saved, given, expected_value, learned) -> None:
+@pytest.mark.parametrize("through", ["kwargs", "custom_objects"])
+def test_load_with_another_temperature(
+    tmp_path, model_class: type[SoftQ], saved, given, expected_value, learned, through: str
+) -> None:
     model = model_class("MlpPolicy", "CartPole-v1", ent_coef=saved, seed=0, **FAST)
     model.learn(200)
     saved_value = model.policy.ent_coef.item()
     model.save(tmp_path / "model.zip")
 
-    loaded = model_class.load(tmp_path / "model.zip", env=model.get_env(), ent_coef=given)
+    if through == "kwargs":
+        loaded = model_class.load(tmp_path / "model.zip", env=model.get_env(), ent_coef=given)
+    else:
+        loaded = model_class.load(tmp_path / "model.zip", env=model.get_env(), custom_objects=dict(ent_coef=given))
     assert loaded.ent_coef == given
     value = loaded.policy.ent_coef.item()
     assert value == pytest.approx(saved_value if expected_value == "saved" else expected_value)
@@ -239,6 +263,31 @@ def test_load_with_another_temperature(tmp_path, model_class: type[SoftQ], saved
     assert (loaded.policy.ent_coef.item() != value) == learned
     with pytest.raises(ValueError, match="ent_coef"):
         model_class.load(tmp_path / "model.zip", ent_coef=-1.0)
+
+
+@pytest.mark.parametrize("model_class", ALGOS)
+@pytest.mark.parametrize("saved", [0.2, "auto"])
+def test_set_parameters_keeps_a_fixed_temperature(tmp_path, model_class: type[SoftQ], saved) -> None:
+    """The networks are loaded; a fixed temperature is the loading model's hyperparameter, and stays."""
+    source = model_class("MlpPolicy", "CartPole-v1", ent_coef=saved, seed=0, **FAST)
+    source.learn(200)
+    source.save(tmp_path / "model.zip")
+    for load_from in (tmp_path / "model.zip", source.get_parameters()):
+        model = model_class("MlpPolicy", "CartPole-v1", ent_coef=0.5, seed=1, **FAST)
+        model.set_parameters(load_from)
+        assert model.policy.ent_coef.item() == pytest.approx(0.5) and model.ent_coef_optimizer is None
+        for name, value in source.policy.state_dict().items():
+            if name != "log_ent_coef":
+                th.testing.assert_close(model.policy.state_dict()[name], value)
+        model.learn(100)
+    # A model that learns its temperature loads the saved one (and needs the optimiser state, as SB3 requires)
+    learner = model_class("MlpPolicy", "CartPole-v1", ent_coef="auto", seed=1, **FAST)
+    if saved == "auto":
+        learner.set_parameters(tmp_path / "model.zip")
+        assert learner.policy.ent_coef.item() == pytest.approx(source.policy.ent_coef.item())
+    else:
+        with pytest.raises(ValueError, match="ent_coef_optimizer"):
+            learner.set_parameters(tmp_path / "model.zip")
 
 
 @pytest.mark.parametrize(

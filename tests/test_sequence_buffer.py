@@ -399,6 +399,74 @@ def test_vec_normalize():
     env.close()
 
 
+def test_vec_normalize_dict_observations():
+    """Every normalised key of observations and next observations, the true final observation included; Discrete keys
+    are left as they are."""
+
+    class DictEnv(gym.Env):
+        observation_space = spaces.Dict({"x": spaces.Box(-1e9, 1e9, (1,), np.float32), "k": spaces.Discrete(3)})
+        action_space = spaces.Discrete(2)
+
+        def reset(self, seed=None, options=None):
+            return {"x": np.zeros(1, np.float32), "k": 0}, {}
+
+        def step(self, action):
+            return {"x": np.zeros(1, np.float32), "k": 0}, 0.0, False, False, {}
+
+    env = VecNormalize(DummyVecEnv([DictEnv]), norm_obs_keys=["x"], clip_obs=10.0)
+    env.obs_rms["x"].mean[:] = 1.0
+    env.obs_rms["x"].var[:] = 4.0
+    buffer = DictSequenceReplayBuffer(10, DictEnv.observation_space, spaces.Discrete(2), device="cpu", sequence_length=3)
+    for i in range(4):  # the episode ends at step 1, whose final observation (x = 51) is not the next slot's
+        next_x = 51 if i == 1 else i + 1
+        observation, next_observation = {"x": np.array([[i]]), "k": np.array([i % 3])}, {
+            "x": np.array([[next_x]]),
+            "k": np.array([(i + 1) % 3]),
+        }
+        buffer.add(observation, next_observation, np.array([0]), np.array([1.0]), np.array([i == 1]), [{}])
+    samples = buffer._get_samples(np.array([0]), env=env, env_indices=np.array([0]))
+    scale = np.sqrt(4.0 + env.epsilon)
+    np.testing.assert_allclose(samples.observations["x"][0, :, 0].numpy(), (np.arange(3) - 1.0) / scale, rtol=1e-6)
+    np.testing.assert_allclose(
+        samples.next_observations["x"][0, :, 0].numpy(), [(1 - 1.0) / scale, 10.0, (3 - 1.0) / scale], rtol=1e-6
+    )
+    assert samples.next_observations["x"].dtype == th.float32
+    assert samples.next_observations["k"][0, :, 0].tolist() == [1, 2, 0] and samples.next_observations["k"].dtype == th.int64
+    env.close()
+
+
+def test_reset_forgets_every_stored_step():
+    buffer = create_buffer(buffer_size=6, sequence_length=4)
+    fill_buffer(buffer, 9, done_at=8)
+    buffer.reset()
+    assert buffer.n_steps_stored() == 0
+    buffer.add(np.array([[100.0, 0.0]]), np.array([[101.0, 0.0]]), np.array([0]), np.array([1.0]), np.array([0.0]), [{}])
+    samples = buffer.sample(8)
+    assert samples.observations[..., 0].eq(100.0).all() and samples.next_observations[..., 0].eq(101.0).all()
+    assert samples.valid[:, 0].eq(1).all() and samples.valid[:, 1:].eq(0).all() and samples.continues.eq(0).all()
+
+
+@pytest.mark.parametrize(
+    "observation_space, action_space, obs_dtype, action_shape, action_dtype",
+    [
+        (spaces.Discrete(7), spaces.Box(-1, 1, (2,), np.float64), th.int64, (2,), th.float32),
+        (spaces.Box(0, 1, (1,), np.float32), spaces.MultiDiscrete([3, 4]), th.float32, (2,), th.int64),
+        (spaces.Box(0, 1, (1,), np.float32), spaces.Discrete(3), th.float32, (), th.int64),
+    ],
+)
+def test_sampled_shapes_and_dtypes(observation_space, action_space, obs_dtype, action_shape, action_dtype):
+    """As SB3's buffers return them: Discrete observations as ``[..., 1]`` integers, float32 Box actions, integer
+    MultiDiscrete actions (Discrete actions as ``long [B, T]`` for indexing)."""
+    buffer = SequenceReplayBuffer(8, observation_space, action_space, device="cpu", n_envs=2, sequence_length=3)
+    for _ in range(3):
+        observation = np.array([observation_space.sample() for _ in range(2)]).reshape(2, -1)
+        actions = np.array([action_space.sample() for _ in range(2)]).reshape(2, *action_shape)
+        buffer.add(observation, observation, actions, np.ones(2), np.zeros(2), [{}, {}])
+    samples = buffer.sample(4)
+    assert samples.observations.shape == (4, 3, 1) and samples.observations.dtype == obs_dtype
+    assert samples.actions.shape == (4, 3, *action_shape) and samples.actions.dtype == action_dtype
+
+
 def test_pickle_round_trip(tmp_path):
     buffer = create_buffer(buffer_size=10, sequence_length=4, n_envs=2)
     fill_buffer(buffer, 17, done_at=(3, 11), truncated_at=7, n_envs=2)

@@ -38,15 +38,16 @@ class SequenceReplayBufferSamples(NamedTuple):
     - ``next_observations``: :math:`s_{k+1}`: the following step's observation, or the true final
       observation (``infos[i]["terminal_observation"]``) where the episode ended at step ``k``
     - ``rewards``: :math:`r_k` (normalised by the ``VecNormalize`` env when one is given), ``float32``
-    - ``terminated``: 1 where the episode ended at step ``k`` and not by a time limit (no bootstrap)
+    - ``terminated``: 1 where the episode ended at step ``k`` (no bootstrap); with ``handle_timeout_termination``
+      (the default) an end through a time limit is not a termination
     - ``truncated``: 1 where the episode was cut at step ``k`` by a time limit (bootstrap from ``next_observations``)
     - ``continues``: 1 where step ``k + 1`` belongs to the same episode and is a valid position inside the window;
       always 0 at an episode end, at the last index ``T - 1`` and before an invalid position
     - ``valid``: 1 for positions that hold a stored step that may be trained on, 0 for positions past the newest step
     - ``behaviour_probs``: :math:`\\mu(a_k|s_k)` stored at collection time (NaN where none was given)
 
-    Invalid positions (``valid == 0``) repeat the newest valid step of their window: they hold finite values but must
-    be masked out of any loss.
+    Invalid positions (``valid == 0``) repeat the newest stored step and must be masked out of any loss; their
+    ``behaviour_probs`` may be NaN.
     """
 
     observations: th.Tensor | TensorDict
@@ -73,7 +74,9 @@ class SequenceReplayBuffer(ReplayBuffer):
     episode ended, the following slot holds the reset observation of the next episode instead, so the true final
     observation is kept in a compact side store: ``terminal_observations[j]`` with ``terminal_index[slot, env] = j``
     (``-1`` when the step did not end an episode). Its entries are recycled through a free list when their slot is
-    overwritten, so it holds at most one observation per episode end in the buffer.
+    overwritten, so it holds at most one observation per episode end in the buffer. It grows as needed: with very
+    short episodes it can reach the size of ``observations`` itself, which the memory check at construction (made for
+    its initial size) does not foresee.
 
     **Validity.** Steps are read in logical order, from the oldest to the newest. Before the buffer is full, the
     steps are the slots ``0 .. pos - 1``. Once it is full, every slot except the write head ``pos`` is a step: the
@@ -464,7 +467,8 @@ class DictSequenceReplayBuffer(SequenceReplayBuffer):
     Sequence replay buffer for Dict observation spaces, see :class:`SequenceReplayBuffer`.
 
     ``observations`` and ``terminal_observations`` are dicts of arrays (one per key, with the layout of the
-    non-Dict buffer); sampled observations are dicts of ``[B, T, *obs_shape[key]]`` tensors.
+    non-Dict buffer); sampled observations are dicts of ``[B, T, *obs_shape[key]]`` tensors. Like the non-Dict buffer
+    it is a subclass of SB3's ``ReplayBuffer`` (what SB3's algorithms check for), not of ``DictReplayBuffer``.
 
     :param buffer_size: Max number of steps in the buffer (over all envs, as in SB3)
     :param observation_space: Observation space (``spaces.Dict``)

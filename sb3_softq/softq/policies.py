@@ -211,8 +211,9 @@ class SoftQPolicy(BasePolicy):
         with th.no_grad():
             probs = self.behaviour_probs(obs, exploration_rate).cpu().numpy()
         cumulative = probs.cumsum(axis=1)
-        uniform = np.random.random((probs.shape[0], 1))
-        actions = np.minimum((cumulative < uniform).sum(axis=1), probs.shape[1] - 1)
+        # Scaled to the total, which rounding leaves a little off 1: an action of probability 0 is never drawn
+        uniform = np.random.random((probs.shape[0], 1)) * cumulative[:, -1:]
+        actions = np.minimum((cumulative <= uniform).sum(axis=1), probs.shape[1] - 1)
         return actions, probs[np.arange(len(actions)), actions]
 
     def forward(self, obs: PyTorchObs, deterministic: bool = True) -> th.Tensor:

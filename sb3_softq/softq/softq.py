@@ -11,7 +11,8 @@ from gymnasium import spaces
 from stable_baselines3.common.buffers import NStepReplayBuffer, ReplayBuffer
 from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 from stable_baselines3.common.policies import BasePolicy
-from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, PyTorchObs, Schedule
+from stable_baselines3.common.save_util import load_from_zip_file
+from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, PyTorchObs, Schedule, TensorDict
 from stable_baselines3.common.utils import LinearSchedule, get_parameters_by_name, polyak_update
 from torch.nn import functional as F
 
@@ -258,6 +259,10 @@ class SoftQ(OffPolicyAlgorithm):
         check_number("max_grad_norm", self.max_grad_norm, 0, low_open=True)
         if self.policy_kwargs.get("n_critics", self.n_critics) != self.n_critics:
             raise ValueError("Pass `n_critics` to the algorithm, not in `policy_kwargs`")
+        # The algorithm sets these policy arguments from its own (see _setup_model)
+        for key, argument in (("ent_coef", "ent_coef"), ("reference_probs", "reference_policy")):
+            if key in self.policy_kwargs:
+                raise ValueError(f"Pass `{argument}` to the algorithm, not `{key}` in `policy_kwargs`")
 
     def _setup_model(self) -> None:
         self._check_hyperparameters()
@@ -276,7 +281,8 @@ class SoftQ(OffPolicyAlgorithm):
 
         reference_probs = None
         if self.reference_policy is not None and not is_state_dependent(self.reference_policy):
-            reference_probs = validate_reference_probs(self.reference_policy, self.n_actions)
+            # Kept as a list of floats: saved with the model's data as JSON rather than as a pickled array or tensor
+            self.reference_policy = reference_probs = validate_reference_probs(self.reference_policy, self.n_actions)
         # The policy also gets the algorithm's own arguments, only while it is built: SB3 saves `self.policy_kwargs` and
         # compares it with the `policy_kwargs` given to `load()`, which are the user's.
         user_policy_kwargs = self.policy_kwargs
@@ -319,8 +325,9 @@ class SoftQ(OffPolicyAlgorithm):
             )
 
     def _setup_reference_policy(self) -> None:
+        if self.reference_policy is not None:
+            self._state_dependent_reference = is_state_dependent(self.reference_policy)
         if is_state_dependent(self.reference_policy):
-            self._state_dependent_reference = True
             self.policy.set_reference_policy(make_log_prior_fn(self.reference_policy, self.n_actions, self.device))
         elif self._state_dependent_reference:
             # Loaded from a model trained with a state-dependent prior that was not given again
@@ -522,6 +529,13 @@ class SoftQ(OffPolicyAlgorithm):
         :param kwargs: extra arguments to change the model when loading
         :return: the loaded model
         """
+        # Set as keyword arguments or through custom_objects alike (SB3 applies both before building the model)
+        custom_objects = dict(custom_objects or {})
+        for name in ("ent_coef", "reference_policy"):
+            if name in custom_objects:
+                kwargs.setdefault(name, custom_objects.pop(name))
+        if "reference_policy" in kwargs:  # given again: it replaces the saved one, whatever that was
+            kwargs["_state_dependent_reference"] = is_state_dependent(kwargs["reference_policy"])
         given_ent_coef = "ent_coef" in kwargs
         ent_coef = kwargs.pop("ent_coef", None)
         model = super().load(
@@ -540,6 +554,34 @@ class SoftQ(OffPolicyAlgorithm):
                 model.policy.log_ent_coef.fill_(math.log(init_ent_coef))
             model._setup_ent_coef_optimizer()
         return model
+
+    def set_parameters(
+        self,
+        load_path_or_dict: str | TensorDict,
+        exact_match: bool = True,
+        device: th.device | str = "auto",
+    ) -> None:
+        """
+        Load parameters from a zip file or from a dict of state dicts, as SB3's ``set_parameters`` does (see
+        ``get_parameters``).
+
+        A fixed temperature (``ent_coef`` a float) is a hyperparameter of this model, as its learning rate is: it is
+        kept, and the temperature optimiser of a model that learned its temperature is not loaded.
+
+        :param load_path_or_dict: location of the saved data (path or file-like), or a nested dictionary of state dicts
+        :param exact_match: whether the parameters must be those of this model exactly (every optimiser included)
+        :param device: device on which the code should run
+        """
+        if self._learn_ent_coef:
+            super().set_parameters(load_path_or_dict, exact_match=exact_match, device=device)
+            return
+        params = load_path_or_dict
+        if not isinstance(params, dict):
+            _, params, _ = load_from_zip_file(params, device=device, load_data=False)
+        params = {name: state for name, state in params.items() if name != "ent_coef_optimizer"}
+        super().set_parameters(params, exact_match=exact_match, device=device)
+        with th.no_grad():
+            self.policy.log_ent_coef.fill_(math.log(_parse_ent_coef(self.ent_coef)[0]))
 
     def _excluded_save_params(self) -> list[str]:
         excluded = [*super()._excluded_save_params(), "q_nets", "q_nets_target", "_last_behaviour_probs", "_last_batch"]
