@@ -139,6 +139,9 @@ def test_bad_reference_policies(model_class: type[SoftQ]) -> None:
     not_normalised = model_class("MlpPolicy", env, reference_policy=lambda obs: th.zeros(len(obs), 2))
     with pytest.raises(ValueError, match="normalised"):
         not_normalised.predict(obs, deterministic=False)
+    not_finite = model_class("MlpPolicy", env, reference_policy=lambda obs: th.full((len(obs), 2), float("nan")))
+    with pytest.raises(ValueError, match="normalised"):
+        not_finite.predict(obs, deterministic=False)
     wrong_shape = model_class("MlpPolicy", env, reference_policy=lambda obs: th.zeros(len(obs), 3))
     with pytest.raises(ValueError, match=r"\[batch, 2\]"):
         wrong_shape.predict(obs, deterministic=False)

@@ -34,7 +34,7 @@ class TrainingBatch(NamedTuple):
     actions: th.Tensor  # [N] long
     targets: th.Tensor  # [N], no gradient
     weights: th.Tensor | None  # [N] mask of positions to train on (None: all)
-    log_prior: th.Tensor | None  # log pibar(.|s) at the N states ([N, n_actions] or [n_actions]), None for uniform
+    observations: PyTorchObs  # the N states, where the temperature update and the statistics evaluate log pibar(.|s)
 
 
 def _parse_ent_coef(ent_coef: float | str) -> tuple[float, bool]:
@@ -398,7 +398,7 @@ class SoftQ(OffPolicyAlgorithm):
             actions=replay_data.actions.long().flatten(),
             targets=targets,
             weights=None,
-            log_prior=self.policy.log_prior(replay_data.observations),
+            observations=replay_data.observations,
         )
 
     def train(self, gradient_steps: int, batch_size: int = 100) -> None:
@@ -437,8 +437,9 @@ class SoftQ(OffPolicyAlgorithm):
 
             if self.ent_coef_optimizer is not None:
                 # SAC-style temperature update: lower tau when pi_B is more random than the target, raise it otherwise
-                with th.no_grad():
-                    batch_entropy = self._mean(entropy(self._log_probs(batch, ent_coef)), batch.weights)
+                with th.no_grad():  # the prior is evaluated at the batch states only here and for the statistics
+                    log_probs = self._log_probs(batch, ent_coef, self.policy.log_prior(batch.observations))
+                    batch_entropy = self._mean(entropy(log_probs), batch.weights)
                 ent_coef_loss = self.policy.log_ent_coef * (batch_entropy - float(self.target_entropy))
                 self.ent_coef_optimizer.zero_grad()
                 ent_coef_loss.backward()
@@ -467,19 +468,18 @@ class SoftQ(OffPolicyAlgorithm):
             return values.mean()
         return (values * weights).sum() / weights.sum().clamp(min=1.0)
 
-    def _log_probs(self, batch: TrainingBatch, ent_coef: th.Tensor) -> th.Tensor:
+    def _log_probs(self, batch: TrainingBatch, ent_coef: th.Tensor, log_prior: th.Tensor | None) -> th.Tensor:
         """:return: :math:`\\log\\pi_B` at the batch states, from the (detached) online Q-values"""
-        return boltzmann_log_probs(batch.q_values.detach().amin(dim=0), ent_coef, batch.log_prior)
+        return boltzmann_log_probs(batch.q_values.detach().amin(dim=0), ent_coef, log_prior)
 
     def _record_policy_stats(self, batch: TrainingBatch, ent_coef: th.Tensor) -> None:
         """Log the temperature, and the entropy, KL to the reference and Q-values of the last batch."""
         with th.no_grad():
-            log_probs = self._log_probs(batch, ent_coef)
+            log_prior = self.policy.log_prior(batch.observations)
+            log_probs = self._log_probs(batch, ent_coef, log_prior)
             self.logger.record("train/ent_coef", ent_coef.item())
             self.logger.record("train/entropy", self._mean(entropy(log_probs), batch.weights).item())
-            self.logger.record(
-                "train/kl_to_reference", self._mean(kl_divergence(log_probs, batch.log_prior), batch.weights).item()
-            )
+            self.logger.record("train/kl_to_reference", self._mean(kl_divergence(log_probs, log_prior), batch.weights).item())
             q_taken = batch.q_values.detach().amin(dim=0).gather(1, batch.actions.unsqueeze(1)).squeeze(1)
             self.logger.record("train/q_mean", self._mean(q_taken, batch.weights).item())
 

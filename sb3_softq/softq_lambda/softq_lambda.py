@@ -310,7 +310,7 @@ class SoftQLambda(SoftQ):
             actions=replay_data.actions.long().flatten(),
             targets=targets.flatten(),
             weights=replay_data.valid.flatten(),
-            log_prior=self.policy.log_prior(observations),
+            observations=observations,
         )
 
     def _record_policy_stats(self, batch: TrainingBatch, ent_coef: th.Tensor) -> None:
