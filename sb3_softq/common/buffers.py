@@ -299,8 +299,9 @@ class SequenceReplayBuffer(ReplayBuffer):
     def truncate_last_trajectory(self) -> None:
         """
         End the episode of the newest step of every env whose episode was still running, as SB3's
-        ``HerReplayBuffer.truncate_last_trajectory`` does: mark it done, and truncated (bootstrapping, not terminal)
-        when ``handle_timeout_termination``.
+        ``HerReplayBuffer.truncate_last_trajectory`` does: mark it done, and truncated (its return bootstraps). Unlike
+        SB3's buffer, it is a truncation also without ``handle_timeout_termination``: that option decides whether
+        the env's time limits end the task, while this cut is made by the data collection, not by the env.
 
         Call it before the next ``add()`` starts a new episode, e.g. after the env was reset by a new ``learn()``
         or when the buffer was loaded into another run: the next ``add()`` writes its observation into the slot that
@@ -320,8 +321,7 @@ class SequenceReplayBuffer(ReplayBuffer):
             terminal_store[key][store_ids] = storage[self.pos, running_envs]
         self.terminal_index[newest, running_envs] = store_ids
         self.dones[newest, running_envs] = 1.0
-        if self.handle_timeout_termination:
-            self.timeouts[newest, running_envs] = 1.0  # not a time limit, but the return bootstraps there as after one
+        self.timeouts[newest, running_envs] = 1.0  # not a time limit, but the return bootstraps there as after one
 
     def reset(self) -> None:
         """Empty the buffer (the terminal observation store keeps its capacity, all entries free)."""
