@@ -1,7 +1,7 @@
 """
 The documentation cannot rot: every example script under ``docs/examples/`` runs, every public function and class
-of ``sb3_softq.common`` (and ``sb3_softq.tabular``) is documented in ``docs/api/common.md``, and the Sphinx build
-passes with warnings as errors.
+of ``sb3_softq.common`` (and ``sb3_softq.tabular``) is documented in ``docs/api/common.md``, that of ``sb3_softq.zoo``
+in ``docs/api/zoo.md``, and the Sphinx build passes with warnings as errors.
 """
 
 import importlib
@@ -136,3 +136,12 @@ def test_sphinx_build(tmp_path: Path) -> None:
         module = importlib.import_module(module_name)
         for name in public_names(module):
             assert f'id="{module_name}.{name}"' in api_html, f"{module_name}.{name} missing from the built API page"
+
+    # ... and so does every public name of the rl-zoo3 integration, with the samplers and converters it registers
+    zoo = importlib.import_module("sb3_softq.zoo")
+    samplers = importlib.import_module("sb3_softq.zoo.samplers")
+    zoo_html = (html / "api" / "zoo.html").read_text(encoding="utf-8")
+    for name in zoo.__all__:
+        assert re.search(rf'id="sb3_softq\.zoo\.(registration\.)?{name}"', zoo_html), f"sb3_softq.zoo.{name} missing"
+    for function in [*samplers.HYPERPARAMS_SAMPLER.values(), *samplers.HYPERPARAMS_CONVERTER.values()]:
+        assert f'id="sb3_softq.zoo.samplers.{function.__name__}"' in zoo_html, f"{function.__name__} missing"
