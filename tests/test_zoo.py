@@ -24,7 +24,7 @@ from rl_zoo3.exp_manager import ExperimentManager
 
 from sb3_softq import SoftQ, SoftQLambda
 from sb3_softq.zoo import ZOO_ALGOS, hyperparams_path, load_hyperparams, register
-from sb3_softq.zoo.cli import _minimal_replay_buffer, main
+from sb3_softq.zoo.cli import COMMANDS, main, minimal_replay_buffer
 from sb3_softq.zoo.samplers import HYPERPARAMS_CONVERTER, HYPERPARAMS_SAMPLER
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -115,6 +115,13 @@ def test_cli_lists_our_algorithms(monkeypatch: pytest.MonkeyPatch, capsys: pytes
         main(["not_a_command"])
 
 
+@pytest.mark.parametrize("command", sorted(COMMANDS))
+def test_every_command_starts(command: str, tmp_path: Path) -> None:
+    """Each command imports rl-zoo3's script and parses its flags (e.g. push_to_hub, whose imports depend on the
+    installed huggingface_sb3)."""
+    assert "usage" in run_zoo(command, "--help", cwd=tmp_path).lower()
+
+
 @pytest.mark.parametrize("algo", ALGO_NAMES)
 def test_default_conf_file(algo: str, tmp_path: Path) -> None:
     register()
@@ -171,6 +178,20 @@ def test_load_hyperparams_reads_entries_as_rl_zoo3_does(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("algo", ALGO_NAMES)
+def test_load_hyperparams_falls_back_as_rl_zoo3_does(algo: str, tmp_path: Path) -> None:
+    """An environment without an entry takes ``default`` (``atari`` for Atari games, which needs rl-zoo3's wrappers)."""
+    with open(hyperparams_path(algo)) as handle:
+        default = yaml.safe_load(handle)["default"]
+    policy, kwargs, n_timesteps = load_hyperparams(algo, "FrozenLake-v1")
+    assert (policy, n_timesteps) == (default["policy"], int(default["n_timesteps"]))
+    assert kwargs == {key: value for key, value in default.items() if key not in ("policy", "n_timesteps")}
+    path = tmp_path / "only_cartpole.yml"
+    path.write_text(yaml.safe_dump({ENV_ID: {"policy": "MlpPolicy", "n_timesteps": 100}}))
+    with pytest.raises(ValueError, match="default"):
+        load_hyperparams(algo, "FrozenLake-v1", str(path))
+
+
+@pytest.mark.parametrize("algo", ALGO_NAMES)
 def test_samplers(algo: str) -> None:
     """Sampled values come from ``trial.params`` only (``--trial-id`` reproduces them) and build a model."""
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0), direction="maximize")
@@ -220,7 +241,7 @@ def test_enjoy_loads_with_minimal_buffer(algo: str, tmp_path: Path) -> None:
     register()
     model = ZOO_ALGOS[algo]("MlpPolicy", ENV_ID, buffer_size=10_000, learning_starts=10, policy_kwargs=dict(net_arch=[16]))
     model.save(tmp_path / "model.zip")
-    with _minimal_replay_buffer():
+    with minimal_replay_buffer():
         loaded = rl_zoo3.ALGOS[algo].load(tmp_path / "model.zip")
     assert type(loaded) is ZOO_ALGOS[algo]
     assert rl_zoo3.ALGOS[algo] is ZOO_ALGOS[algo]
@@ -231,7 +252,7 @@ def test_enjoy_loads_with_minimal_buffer(algo: str, tmp_path: Path) -> None:
     loaded.save(tmp_path / "saved_again.zip")
     assert ZOO_ALGOS[algo].load(tmp_path / "saved_again.zip").replay_buffer.buffer_size == 10_000
     # Explicit arguments still win
-    with _minimal_replay_buffer():
+    with minimal_replay_buffer():
         explicit = rl_zoo3.ALGOS[algo].load(tmp_path / "model.zip", buffer_size=50)
     assert explicit.buffer_size == 50 and explicit.replay_buffer.buffer_size == 50
 

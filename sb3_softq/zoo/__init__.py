@@ -4,7 +4,8 @@ rl-zoo3 integration: ``python -m sb3_softq.zoo train --algo softq_lambda --env C
 Needs the ``zoo`` extra (``pip install sb3_softq[zoo]``).
 """
 
+from sb3_softq.zoo.cli import minimal_replay_buffer
 from sb3_softq.zoo.hyperparams import load_hyperparams
 from sb3_softq.zoo.registration import ZOO_ALGOS, hyperparams_path, register
 
-__all__ = ["ZOO_ALGOS", "hyperparams_path", "load_hyperparams", "register"]
+__all__ = ["ZOO_ALGOS", "hyperparams_path", "load_hyperparams", "minimal_replay_buffer", "register"]

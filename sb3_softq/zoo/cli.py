@@ -6,6 +6,7 @@ script for ``<command>``, with rl-zoo3's flags unchanged.
 """
 
 import contextlib
+import importlib
 import json
 import runpy
 import subprocess
@@ -29,7 +30,7 @@ def _train() -> None:
 def _enjoy() -> None:
     from rl_zoo3.enjoy import enjoy
 
-    with _minimal_replay_buffer():
+    with minimal_replay_buffer():
         enjoy()
 
 
@@ -58,10 +59,20 @@ def _run_script(module: str) -> Callable[[], None]:
     """
 
     def run() -> None:
-        with _minimal_replay_buffer():
+        with minimal_replay_buffer():
             runpy.run_module(module, run_name="__main__", alter_sys=True)
 
     return run
+
+
+def _push_to_hub() -> None:
+    # rl-zoo3 2.9 imports ``generate_metadata`` from huggingface_sb3, which sb3-team-hf-integration 3.2 renamed
+    # ``_generate_metadata`` (same arguments and use): without the old name the script fails on import.
+    # The module, not the function of the same name that the package's namespace holds
+    hf_push_to_hub = importlib.import_module("huggingface_sb3.push_to_hub")
+    if not hasattr(hf_push_to_hub, "generate_metadata"):
+        hf_push_to_hub.generate_metadata = hf_push_to_hub._generate_metadata  # type: ignore[attr-defined]
+    _run_script("rl_zoo3.push_to_hub")()
 
 
 def _record_training() -> None:
@@ -90,7 +101,7 @@ COMMANDS: dict[str, Callable[[], None]] = {
     "plot_train": _plot_train,
     "plot_from_file": _plot_from_file,
     "all_plots": _all_plots,
-    "push_to_hub": _run_script("rl_zoo3.push_to_hub"),
+    "push_to_hub": _push_to_hub,
     "load_from_hub": _run_script("rl_zoo3.load_from_hub"),
 }
 
@@ -139,8 +150,16 @@ def _for_inference(algo_class: type[BaseAlgorithm]) -> type[BaseAlgorithm]:
 
 
 @contextlib.contextmanager
-def _minimal_replay_buffer() -> Iterator[None]:
-    """Within the block, loading one of our algorithms through ``ALGOS`` uses a minimal replay buffer."""
+def minimal_replay_buffer() -> Iterator[None]:
+    """
+    Within the block, loading one of our algorithms through rl-zoo3's ``ALGOS`` allocates a replay buffer of two steps
+    per environment instead of the saved ``buffer_size`` (the model keeps that attribute). rl-zoo3 does this only for
+    the off-policy algorithms it knows by name; ``python -m sb3_softq.zoo enjoy`` (and ``record_video``,
+    ``push_to_hub``) run inside it. From Python, after :func:`register`::
+
+        with minimal_replay_buffer():
+            rl_zoo3.enjoy.enjoy()
+    """
     saved = {name: ALGOS[name] for name in ZOO_ALGOS}
     ALGOS.update({name: _for_inference(algo_class) for name, algo_class in ZOO_ALGOS.items()})
     try:
