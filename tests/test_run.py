@@ -12,6 +12,7 @@ from stable_baselines3.common.logger import KVWriter, Logger, configure
 from stable_baselines3.common.vec_env import VecNormalize
 
 from sb3_softq import SoftQ, SoftQLambda
+from sb3_softq.common.soft import boltzmann_log_probs, entropy
 
 ALGOS = [SoftQ, SoftQLambda]
 FAST = dict(
@@ -235,6 +236,32 @@ def test_predict_deterministic_is_argmax_and_stochastic_samples_boltzmann() -> N
         probs = model.policy.action_log_probs(th.as_tensor(obs[:1])).exp()[0].numpy()
     assert abs(probs[1] - 0.5) > 0.2
     assert abs(np.mean(sampled == 1) - probs[1]) < 0.03
+
+
+@pytest.mark.parametrize("model_class", ALGOS)
+@pytest.mark.parametrize("target_entropy", [0.0, float(np.log(2))])
+def test_temperature_update_follows_the_entropy_gap(model_class: type[SoftQ], target_entropy: float) -> None:
+    """
+    One temperature step is Adam's first step on the gradient H(pi_B) - target of the loss log(tau) (H - target):
+    tau falls when pi_B is more random than the target (0 nats) and rises when it is less (log 2, the maximum).
+    """
+    model = model_class("MlpPolicy", "CartPole-v1", ent_coef="auto", target_entropy=target_entropy, seed=0, **FAST)
+    model.learn(200)
+    model._setup_ent_coef_optimizer()  # a fresh Adam: its first step is lr * sign(gradient)
+    batches = []
+    training_batch = model._training_batch
+    model._training_batch = lambda *args: batches.append(training_batch(*args)) or batches[-1]  # type: ignore[method-assign]
+    log_ent_coef = model.policy.log_ent_coef.item()
+    model.train(gradient_steps=1, batch_size=model.batch_size)
+
+    (batch,) = batches
+    log_probs = boltzmann_log_probs(batch.q_values.amin(dim=0), th.tensor(np.exp(log_ent_coef)))
+    weights = th.ones_like(log_probs[..., 0]) if batch.weights is None else batch.weights
+    batch_entropy = (entropy(log_probs) * weights).sum() / weights.sum()
+    gap = batch_entropy.item() - target_entropy
+    assert gap != 0 and (gap > 0) == (target_entropy == 0.0)
+    step = model.policy.log_ent_coef.item() - log_ent_coef
+    assert step == pytest.approx(-model.learning_rate * np.sign(gap), rel=1e-4)
 
 
 @pytest.mark.parametrize("model_class", ALGOS)

@@ -436,15 +436,14 @@ class SoftQ(OffPolicyAlgorithm):
             self.policy.optimizer.step()
 
             if self.ent_coef_optimizer is not None:
-                # SAC-style temperature update: lower tau when pi_B is more random than the target, raise it otherwise
+                # SAC-style temperature update: lower tau when pi_B is more random than the target, raise it otherwise.
+                # The loss log(tau) * (H - target) has the gradient H - target: set directly, without a backward pass
                 with th.no_grad():  # the prior is evaluated at the batch states only here and for the statistics
                     log_probs = self._log_probs(batch, ent_coef, self.policy.log_prior(batch.observations))
-                    batch_entropy = self._mean(entropy(log_probs), batch.weights)
-                ent_coef_loss = self.policy.log_ent_coef * (batch_entropy - float(self.target_entropy))
-                self.ent_coef_optimizer.zero_grad()
-                ent_coef_loss.backward()
+                    entropy_gap = self._mean(entropy(log_probs), batch.weights) - float(self.target_entropy)
+                    ent_coef_losses.append(self.policy.log_ent_coef * entropy_gap)
+                self.policy.log_ent_coef.grad = entropy_gap
                 self.ent_coef_optimizer.step()
-                ent_coef_losses.append(ent_coef_loss.detach())
 
         self._n_updates += gradient_steps
         self.logger.record("train/n_updates", self._n_updates, exclude="tensorboard")
