@@ -26,19 +26,20 @@ Time indexing: position ``k`` of every ``[batch, time]`` input describes the tra
 and :math:`a_{k+1}` (paper :math:`c_{k+1}`).
 """
 
-from typing import Literal
-
 import torch as th
 
 from sb3_softq.common.soft import boltzmann_logits
+from sb3_softq.common.traces import TRACES, TRACES_NEEDING_BEHAVIOUR_PROBS, TraceName
 
-TraceName = Literal["tree_backup", "boltzmann", "importance_sampling", "retrace"]
-
-#: The trace coefficients understood by :func:`soft_trace_coefficients` and :func:`soft_lambda_returns`.
-TRACES: tuple[str, ...] = ("tree_backup", "boltzmann", "importance_sampling", "retrace")
-
-#: Traces built from a ratio :math:`\\pi_B / \\mu` and therefore needing ``next_behaviour_probs``.
-TRACES_NEEDING_BEHAVIOUR_PROBS: tuple[str, ...] = ("importance_sampling", "retrace")
+__all__ = [
+    "TRACES",
+    "TRACES_NEEDING_BEHAVIOUR_PROBS",
+    "TraceName",
+    "general_off_policy_returns",
+    "soft_lambda_returns",
+    "soft_trace_coefficients",
+    "trace_diagnostics",
+]
 
 #: Windows shorter than this use the reverse time loop, longer ones (this length included) the doubling scan, which
 #: also serves every call that autograd differentiates. Measured on CPU by ``benchmarks/bench_returns.py`` (see
