@@ -26,17 +26,25 @@ Time indexing: position ``k`` of every ``[batch, time]`` input describes the tra
 and :math:`a_{k+1}` (paper :math:`c_{k+1}`).
 """
 
+import math
+import numbers
+from typing import NamedTuple
+
 import torch as th
 
-from sb3_softq.common.soft import boltzmann_logits
+from sb3_softq.common.soft import boltzmann_log_probs, boltzmann_logits
 from sb3_softq.common.traces import TRACES, TRACES_NEEDING_BEHAVIOUR_PROBS, TraceName
 
 __all__ = [
     "TRACES",
     "TRACES_NEEDING_BEHAVIOUR_PROBS",
+    "SoftLambdaReturns",
     "TraceName",
+    "check_munchausen",
     "general_off_policy_returns",
+    "munchausen_rewards",
     "soft_lambda_returns",
+    "soft_lambda_returns_with_extras",
     "soft_trace_coefficients",
     "trace_diagnostics",
 ]
@@ -45,6 +53,15 @@ __all__ = [
 #: also serves every call that autograd differentiates. Measured on CPU by ``benchmarks/bench_returns.py`` (see
 #: ``benchmarks/results/returns_cpu.md``).
 SCAN_MIN_LENGTH = 48
+
+
+class SoftLambdaReturns(NamedTuple):
+    """What :func:`soft_lambda_returns_with_extras` computes, ``[batch, time]`` each."""
+
+    #: the soft λ-returns :math:`G_k`
+    returns: th.Tensor
+    #: the trace coefficients :math:`c_{k+1}` of the recursion (see :func:`soft_trace_coefficients`)
+    trace_coefs: th.Tensor
 
 
 def _check_shape(name: str, tensor: th.Tensor, shape: tuple[int, ...], expected: str) -> None:
@@ -314,7 +331,7 @@ def _trace_coefficients(
     return trace_lambda * ratios.clamp(max=1.0)  # retrace
 
 
-def soft_lambda_returns(
+def soft_lambda_returns_with_extras(
     rewards: th.Tensor,
     next_q_values: th.Tensor,
     next_actions: th.Tensor,
@@ -326,9 +343,11 @@ def soft_lambda_returns(
     trace: TraceName | str = "tree_backup",
     next_log_prior: th.Tensor | None = None,
     next_behaviour_probs: th.Tensor | None = None,
-) -> th.Tensor:
+) -> SoftLambdaReturns:
     """
-    Soft Q(λ) targets: multi-step soft returns for every position of a batch of windows.
+    Soft Q(λ) targets and the trace coefficients they used (rlax's "extras"), for every position of a batch of
+    windows: :func:`soft_lambda_returns` with the coefficients :math:`c_{k+1}` handed back beside the returns, so
+    that a caller logging them (:func:`trace_diagnostics`) does not compute them again.
 
     .. math::
 
@@ -359,7 +378,8 @@ def soft_lambda_returns(
     :param next_log_prior: :math:`\\log\\bar\\pi(\\cdot|s_{k+1})`, ``[batch, time, n_actions]``; ``None`` for uniform
     :param next_behaviour_probs: :math:`\\mu(a_{k+1}|s_{k+1})`, ``[batch, time]``, the behaviour probability of
         the stored next action; required for ``"importance_sampling"`` and ``"retrace"``
-    :return: the returns :math:`G_k`, ``[batch, time]``, in the dtype of ``next_q_values``
+    :return: the returns :math:`G_k` and the trace coefficients :math:`c_{k+1}`, ``[batch, time]`` each, in the
+        dtype of ``next_q_values``
     """
     if not 0.0 <= float(gamma) <= 1.0:
         raise ValueError(f"`gamma` must be in [0, 1], got {gamma}")
@@ -375,7 +395,48 @@ def soft_lambda_returns(
     trace_coefs = _trace_coefficients(action_log_probs, trace_lambda, trace, next_behaviour_probs)
     next_action_values = _gather_actions(next_q_values, action_index)
     discounts = (1.0 - terminated.to(next_q_values.dtype)) * gamma
-    return general_off_policy_returns(rewards, next_values, next_action_values, trace_coefs, discounts, continues)
+    returns = general_off_policy_returns(rewards, next_values, next_action_values, trace_coefs, discounts, continues)
+    return SoftLambdaReturns(returns, trace_coefs)
+
+
+def soft_lambda_returns(
+    rewards: th.Tensor,
+    next_q_values: th.Tensor,
+    next_actions: th.Tensor,
+    terminated: th.Tensor,
+    continues: th.Tensor,
+    gamma: float,
+    trace_lambda: float,
+    ent_coef: float | th.Tensor,
+    trace: TraceName | str = "tree_backup",
+    next_log_prior: th.Tensor | None = None,
+    next_behaviour_probs: th.Tensor | None = None,
+) -> th.Tensor:
+    """
+    Soft Q(λ) targets: multi-step soft returns for every position of a batch of windows.
+
+    .. math::
+
+        G_k = r_k + \\gamma (1 - d_k) \\left[ V(s_{k+1}) + c_{k+1} \\left( G_{k+1} - Q(s_{k+1}, a_{k+1}) \\right) \\right]
+
+    The returns of :func:`soft_lambda_returns_with_extras` (which documents every argument), without the trace
+    coefficients.
+
+    :return: the returns :math:`G_k`, ``[batch, time]``, in the dtype of ``next_q_values``
+    """
+    return soft_lambda_returns_with_extras(
+        rewards,
+        next_q_values,
+        next_actions,
+        terminated,
+        continues,
+        gamma,
+        trace_lambda,
+        ent_coef,
+        trace=trace,
+        next_log_prior=next_log_prior,
+        next_behaviour_probs=next_behaviour_probs,
+    ).returns
 
 
 def trace_diagnostics(trace_coefs: th.Tensor, continues: th.Tensor, valid: th.Tensor | None = None) -> dict[str, float]:
@@ -424,3 +485,72 @@ def trace_diagnostics(trace_coefs: th.Tensor, continues: th.Tensor, valid: th.Te
         "effective_trace_length": float(effective_trace_length),
         "cut_fraction": float(cut_fraction),
     }
+
+
+def check_munchausen(munchausen_coef: float, munchausen_clip: float) -> tuple[float, float]:
+    """
+    Check the two parameters of the Munchausen term (:func:`munchausen_rewards`).
+
+    :param munchausen_coef: :math:`\\alpha \\in [0, 1]` (0 turns the term off)
+    :param munchausen_clip: :math:`l_0 < 0`, finite
+    :return: both as Python floats
+    :raises TypeError: for a value that is not a real number (booleans included)
+    :raises ValueError: naming the parameter and the allowed range otherwise
+    """
+    for name, value in (("munchausen_coef", munchausen_coef), ("munchausen_clip", munchausen_clip)):
+        if isinstance(value, bool) or not isinstance(value, numbers.Real):
+            raise TypeError(f"`{name}` must be a real number, got {value!r} of type {type(value).__name__}")
+    if not 0.0 <= float(munchausen_coef) <= 1.0:
+        raise ValueError(
+            f"`munchausen_coef` (alpha) must be in [0, 1] (0 turns the Munchausen term off), got {munchausen_coef}"
+        )
+    if not (math.isfinite(float(munchausen_clip)) and float(munchausen_clip) < 0.0):
+        raise ValueError(f"`munchausen_clip` (l_0) must be a finite number < 0 (M-DQN uses -1), got {munchausen_clip}")
+    return float(munchausen_coef), float(munchausen_clip)
+
+
+def munchausen_rewards(
+    rewards: th.Tensor,
+    q_values: th.Tensor,
+    actions: th.Tensor,
+    ent_coef: float | th.Tensor,
+    munchausen_coef: float,
+    munchausen_clip: float = -1.0,
+    log_prior: th.Tensor | None = None,
+) -> th.Tensor:
+    """
+    Rewards with the Munchausen term (Vieillard, Pietquin and Geist 2020, "Munchausen Reinforcement Learning"):
+
+    .. math::
+
+        r'_k = r_k + \\alpha \\max\\left( \\tau \\log \\pi_B(a_k|s_k), l_0 \\right)
+
+    with :math:`\\pi_B` the Boltzmann policy of ``q_values`` (the target network's, minimum over critics, the prior
+    included) and :math:`a_k` the stored action. Every reward of a return gets its own term before the recursion of
+    :func:`soft_lambda_returns`, so one-step targets are M-DQN's and the traces are unchanged. Since
+    :math:`\\tau \\log \\pi_B \\le 0`, the clip :math:`l_0 < 0` acts only from below. ``munchausen_coef=0`` returns
+    ``rewards`` itself (bit for bit the plain algorithm).
+
+    :param rewards: :math:`r_k`, any shape ``[...]`` (``[batch]`` for one step, ``[batch, time]`` for windows)
+    :param q_values: :math:`Q(s_k, \\cdot)`, ``[..., n_actions]``
+    :param actions: :math:`a_k`, integer ``[...]`` (``[..., 1]`` is accepted)
+    :param ent_coef: temperature :math:`\\tau > 0`, a float or a 0-d tensor (the current one when it is learned)
+    :param munchausen_coef: :math:`\\alpha \\in [0, 1]`
+    :param munchausen_clip: :math:`l_0 < 0`
+    :param log_prior: :math:`\\log\\bar\\pi(\\cdot|s_k)`, broadcastable to ``q_values``; ``None`` for uniform
+    :return: :math:`r'_k`, the shape of ``rewards``, in the dtype of ``q_values`` (``rewards`` itself when
+        :math:`\\alpha = 0`)
+    """
+    munchausen_coef, munchausen_clip = check_munchausen(munchausen_coef, munchausen_clip)
+    _check_ent_coef(ent_coef)
+    if q_values.dim() < 1 or q_values.shape[-1] < 1:
+        raise ValueError(f"`q_values` must have shape [..., n_actions] with n_actions >= 1, got {tuple(q_values.shape)}")
+    if actions.dim() == q_values.dim() and actions.shape[-1] == 1:
+        actions = actions.squeeze(-1)
+    _check_shape("actions", actions, tuple(q_values.shape[:-1]), "q_values.shape[:-1]")
+    _check_shape("rewards", rewards, tuple(q_values.shape[:-1]), "q_values.shape[:-1]")
+    if munchausen_coef == 0.0:
+        return rewards
+    log_probs = boltzmann_log_probs(q_values, ent_coef, log_prior)
+    action_log_probs = _gather_actions(log_probs, _action_index(actions, q_values.shape[-1]))
+    return rewards + munchausen_coef * (ent_coef * action_log_probs).clamp(min=munchausen_clip)
