@@ -19,9 +19,9 @@ from sb3_softq.tabular.history import LearningHistory
 from sb3_softq.tabular.options import BehaviourPolicy, Schedule
 
 if TYPE_CHECKING:
-    from sb3_softq.tabular.learner import TabularSoftQLambda
+    from sb3_softq.tabular import learner
 
-ModelT = TypeVar("ModelT", bound="TabularSoftQLambda")
+ModelT = TypeVar("ModelT", bound="learner.TabularSoftQLambda")
 
 #: The options that may be callables, which are not saved.
 CALLABLE_OPTIONS = ("learning_rate", "behaviour_policy")
@@ -35,7 +35,7 @@ def missing_callable_message(name: str) -> str:
     )
 
 
-def save_model(model: "TabularSoftQLambda", path: str | os.PathLike[str]) -> None:
+def save_model(model: "learner.TabularSoftQLambda", path: str | os.PathLike[str]) -> None:
     """
     Write ``model`` to ``path`` (see :meth:`TabularSoftQLambda.save <sb3_softq.tabular.TabularSoftQLambda.save>`).
 
