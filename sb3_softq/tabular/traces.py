@@ -67,8 +67,10 @@ def trace_coefficient(trace: str, trace_lambda: float, target_probs: ValueT, beh
             return np.full(target_probs.shape, float(trace_lambda))
         return float(trace_lambda)
     coefficient = trace_lambda * target_probs
-    if needs_behaviour_probs(trace):
+    if trace in TRACES_NEEDING_BEHAVIOUR_PROBS:  # (not needs_behaviour_probs: this is the per-step path)
         if behaviour_probs is None:
             raise ValueError(f"trace={trace!r} needs behaviour_probs (mu of each action taken)")
         coefficient = coefficient / behaviour_probs
+    elif trace not in TRACES:
+        check_choice("trace", trace, TRACES)
     return coefficient
