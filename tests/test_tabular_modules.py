@@ -155,3 +155,20 @@ def test_fixed_seed_regression(name):
     assert float((weights * model.q_table).sum()) == pytest.approx(q_weighted, rel=1e-12)
     assert float(model.td_errors.sum()) == pytest.approx(td_sum, rel=1e-12)
     assert int(model.predict(np.arange(6))[0] @ np.arange(1, 7)) == actions
+
+
+def test_mdp_and_forward_view_sizes_are_checked():
+    from sb3_softq.tabular import multistep_soft_returns, n_step_soft_return
+
+    for kwargs, name in ((dict(n_states=0), "n_states"), (dict(n_actions=1.5), "n_actions"), (dict(branching=9), "branching")):
+        with pytest.raises(ValueError, match=name):
+            random_mdp(**(dict(n_states=4, n_actions=2) | kwargs))
+    with pytest.raises(ValueError, match="max_episode_steps"):
+        TabularMDPEnv(random_mdp(4, 2), max_episode_steps=0)
+    q, obs, act, rew = np.zeros((4, 2)), [0, 1, 2], [0, 1], [1.0, 0.0]
+    for n in (0, True, 1.5):
+        with pytest.raises(ValueError, match="`n`"):
+            multistep_soft_returns(q, obs, act, rew, False, 0.9, 0.5, n=n)
+        with pytest.raises(ValueError, match="`n`"):
+            n_step_soft_return(q, obs, act, rew, False, 0.9, 0.5, n=n)
+    np.testing.assert_array_equal(multistep_soft_returns(q, obs, act, rew, True, 0.9, 0.5, n=np.int64(1)), rew)

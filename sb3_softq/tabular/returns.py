@@ -167,9 +167,7 @@ def multistep_soft_returns(
     deltas = soft_td_errors(q, obs, act, rewards, terminated, gamma, ent_coef, log_prior)
     discounted_coefs = gamma * trace_coefficients(q, obs, act, ent_coef, trace, trace_lambda, log_prior, behaviour_probs)
     horizon = act.shape[0]
-    if n is not None and n < 1:
-        raise ValueError(f"n must be >= 1 or None, got {n}")
-    window = horizon if n is None else n
+    window = horizon if n is None else check_number("n", n, 1, integer=True)
     returns = q[obs[:-1], act].copy()
     for t in range(horizon):
         end = min(t + window, horizon)
@@ -209,8 +207,7 @@ def n_step_soft_return(
     """
     check_number("gamma", gamma, 0, 1)
     q, obs, act, rew, prior = _episode(q_table, observations, actions, rewards, log_prior)
-    if n < 1:
-        raise ValueError(f"n must be >= 1, got {n}")
+    n = check_number("n", n, 1, integer=True)
     check_choice("trace (of the direct form)", trace, tuple(t for t in TRACES if not needs_behaviour_probs(t)))
     horizon = act.shape[0]
     values = soft_value(q[obs], ent_coef, prior[obs])  # V(s_0..s_T)
