@@ -20,7 +20,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from sb3_softq.common.checks import check_number
-from sb3_softq.tabular.soft import FloatArray, boltzmann_log_probs, soft_value
+from sb3_softq.tabular.soft import FloatArray, boltzmann_log_probs, reference_log_prior, soft_value
 from sb3_softq.tabular.traces import CONSTANT_TRACE, TRACES, check_choice, needs_behaviour_probs, trace_coefficient
 
 
@@ -39,7 +39,7 @@ def _episode(
     for name, indices, size in (("observations", obs, q.shape[0]), ("actions", act, q.shape[1])):
         if indices.size and not (0 <= indices.min() and indices.max() < size):
             raise ValueError(f"`{name}` must be indices in [0, {size}) of `q_table` {q.shape}, got {indices}")
-    prior = np.full_like(q, -np.log(q.shape[-1])) if log_prior is None else np.asarray(log_prior, dtype=np.float64)
+    prior = reference_log_prior(None, *q.shape) if log_prior is None else np.asarray(log_prior, dtype=np.float64)
     return q, obs, act, rew, np.broadcast_to(prior, q.shape)
 
 
