@@ -1,102 +1,59 @@
-"""Tabular Soft Q(λ): the online one-step, n-step and eligibility-trace soft Q-learning algorithms."""
+"""
+Tabular Soft Q(λ): the online one-step, n-step and eligibility-trace soft Q-learning algorithms.
 
-import json
+The learner holds the table and drives an environment; what it is made of lives in one module each: its options
+(:mod:`~sb3_softq.tabular.options`), the trace rule (:mod:`~sb3_softq.tabular.traces`), the behaviour policies and
+sampling (:mod:`~sb3_softq.tabular.policies`), the update rules (:mod:`~sb3_softq.tabular.updates`), the recorded TD
+errors and returns (:mod:`~sb3_softq.tabular.history`) and the file format (:mod:`~sb3_softq.tabular.persistence`).
+"""
+
 import math
 import os
-import warnings
 from collections import deque
-from collections.abc import Callable
-from typing import Any, NamedTuple, TypeGuard, TypeVar
+from typing import Any, TypeVar
 
 import gymnasium as gym
 import numpy as np
-from gymnasium import spaces
 from numpy.typing import ArrayLike, NDArray
 
-from sb3_softq.tabular.soft import FloatArray, boltzmann_log_probs, reference_log_prior, soft_value
+from sb3_softq.tabular.history import LearningHistory
+
+# ALGORITHMS, TRACE_TYPES, TRACES and BehaviourCallable were defined in this module: importable from it as before
+from sb3_softq.tabular.options import ALGORITHMS as ALGORITHMS
+from sb3_softq.tabular.options import (
+    DEFAULT_N,
+    DEFAULT_TRACE_LAMBDA,
+    BehaviourPolicy,
+    Schedule,
+    check_behaviour_policy,
+    check_behaviour_prob,
+    check_index,
+    check_options,
+    discrete_size,
+    is_real,
+)
+from sb3_softq.tabular.options import TRACE_TYPES as TRACE_TYPES
+from sb3_softq.tabular.options import BehaviourCallable as BehaviourCallable
+from sb3_softq.tabular.persistence import load_model, missing_callable_message, save_model
+from sb3_softq.tabular.policies import behaviour_probs_row, sample_action, sample_actions
+from sb3_softq.tabular.soft import (
+    FloatArray,
+    boltzmann_log_probs,
+    reference_log_prior,
+    soft_value,
+    soft_value_and_log_probs_row,
+)
+from sb3_softq.tabular.traces import TRACES as TRACES
+from sb3_softq.tabular.traces import needs_behaviour_probs
+from sb3_softq.tabular.updates import (
+    Transition,
+    eligibility_trace_update,
+    n_step_update,
+    one_step_update,
+    soft_td_error,
+)
 
 SelfTabularSoftQLambda = TypeVar("SelfTabularSoftQLambda", bound="TabularSoftQLambda")
-Schedule = Callable[[float], float]
-BehaviourCallable = Callable[[int, FloatArray], ArrayLike]
-
-ALGORITHMS = ("one_step", "n_step", "lambda")
-TRACES = ("boltzmann", "importance_sampling", "tree_backup")
-TRACE_TYPES = ("accumulating", "replacing")
-
-
-class _Transition(NamedTuple):
-    obs: int
-    action: int
-    reward: float
-    next_obs: int
-    terminated: bool
-    behaviour_prob: float
-
-
-def _discrete_size(space: spaces.Space, name: str) -> int:
-    if not isinstance(space, spaces.Discrete) or int(space.start) != 0:
-        raise ValueError(f"TabularSoftQLambda needs a Discrete {name} space starting at 0 (FrozenLake, Taxi...), got {space}")
-    return int(space.n)
-
-
-def _is_real(value: Any) -> TypeGuard[int | float | np.floating | np.integer]:
-    return isinstance(value, int | float | np.floating | np.integer) and not isinstance(value, bool)
-
-
-def _check_options(
-    ent_coef: Any, gamma: Any, learning_rate: Any, algorithm: str, trace: str, n: Any, trace_lambda: Any, trace_type: str
-) -> None:
-    """Raise a ``ValueError`` / ``TypeError`` naming the first invalid option and its allowed values."""
-    if not _is_real(ent_coef) or not (math.isfinite(ent_coef) and ent_coef > 0):
-        raise ValueError(f"ent_coef must be a finite float > 0, got {ent_coef!r}")
-    if not _is_real(gamma) or not 0.0 <= gamma <= 1.0:
-        raise ValueError(f"gamma must be a float in [0, 1], got {gamma!r}")
-    if learning_rate is not None and not callable(learning_rate):
-        if not _is_real(learning_rate):
-            raise TypeError(f"learning_rate must be a float > 0 or a callable schedule, got {learning_rate!r}")
-        if not learning_rate > 0:
-            raise ValueError(f"learning_rate must be > 0, got {learning_rate!r}")
-    _check_algorithm_options(algorithm, trace, n, trace_lambda, trace_type)
-
-
-def _check_algorithm_options(algorithm: str, trace: str, n: Any, trace_lambda: Any, trace_type: str) -> None:
-    if algorithm not in ALGORITHMS:
-        raise ValueError(f"algorithm must be one of {ALGORITHMS}, got {algorithm!r}")
-    if trace not in TRACES:
-        raise ValueError(f"trace must be one of {TRACES}, got {trace!r}")
-    if trace == "importance_sampling" and algorithm != "n_step":
-        raise ValueError(
-            "trace='importance_sampling' is only available with algorithm='n_step'; "
-            f"use trace='tree_backup' for off-policy {algorithm!r} learning"
-        )
-    if trace_type not in TRACE_TYPES:
-        raise ValueError(f"trace_type must be one of {TRACE_TYPES}, got {trace_type!r}")
-    if trace_type == "replacing" and algorithm != "lambda":
-        raise ValueError("trace_type='replacing' is only used by algorithm='lambda'")
-    if n is not None:
-        if algorithm != "n_step":
-            raise ValueError(f"n is only used by algorithm='n_step' (got algorithm={algorithm!r}); leave n=None")
-        if not isinstance(n, int | np.integer) or isinstance(n, bool) or n < 1:
-            raise ValueError(f"n must be an integer >= 1, got {n!r}")
-    if trace_lambda is not None:
-        if algorithm == "one_step":
-            raise ValueError("trace_lambda is not used by algorithm='one_step'; leave trace_lambda=None")
-        if not _is_real(trace_lambda) or not 0.0 <= trace_lambda <= 1.0:
-            raise ValueError(f"trace_lambda must be a float in [0, 1], got {trace_lambda!r}")
-
-
-def _check_behaviour_policy(behaviour_policy: Any) -> None:
-    allowed = "None (on-policy Boltzmann), 'uniform', an epsilon in [0, 1] (epsilon-greedy) or a callable"
-    if behaviour_policy is None or callable(behaviour_policy):
-        return
-    if isinstance(behaviour_policy, str):
-        if behaviour_policy != "uniform":
-            raise ValueError(f"behaviour_policy must be {allowed}, got {behaviour_policy!r}")
-        return
-    if not _is_real(behaviour_policy):
-        raise TypeError(f"behaviour_policy must be {allowed}, got {behaviour_policy!r}")
-    if not 0.0 <= behaviour_policy <= 1.0:
-        raise ValueError(f"behaviour_policy as epsilon (epsilon-greedy) must be in [0, 1], got {behaviour_policy!r}")
 
 
 class TabularSoftQLambda:
@@ -158,21 +115,21 @@ class TabularSoftQLambda:
         n: int | None = None,
         trace_lambda: float | None = None,
         trace_type: str = "accumulating",
-        behaviour_policy: str | float | BehaviourCallable | None = None,
+        behaviour_policy: BehaviourPolicy = None,
         online: bool = True,
         seed: int | None = None,
     ) -> None:
         if learning_rate is None:  # only `load` leaves it unset (a callable is not saved) until it is given again
             raise TypeError("learning_rate must be a float > 0 or a callable schedule, got None")
-        n_states = _discrete_size(env.observation_space, "observation")
-        n_actions = _discrete_size(env.action_space, "action")
+        n_states = discrete_size(env.observation_space, "observation")
+        n_actions = discrete_size(env.action_space, "action")
         self.env: gym.Env | None = env
         self._configure(
             n_states, n_actions, ent_coef, reference_policy, gamma, learning_rate, algorithm, trace, n, trace_lambda,
             trace_type, behaviour_policy, online, seed,
         )  # fmt: skip
 
-    # ------------------------------------------------------------------ setup and validation
+    # ------------------------------------------------------------------ setup
     def _configure(
         self,
         n_states: int,
@@ -186,12 +143,12 @@ class TabularSoftQLambda:
         n: int | None,
         trace_lambda: float | None,
         trace_type: str,
-        behaviour_policy: str | float | BehaviourCallable | None,
+        behaviour_policy: BehaviourPolicy,
         online: bool,
         seed: int | None,
     ) -> None:
-        _check_options(ent_coef, gamma, learning_rate, algorithm, trace, n, trace_lambda, trace_type)
-        _check_behaviour_policy(behaviour_policy)
+        check_options(ent_coef, gamma, learning_rate, algorithm, trace, n, trace_lambda, trace_type)
+        check_behaviour_policy(behaviour_policy)
         if not isinstance(online, bool):
             raise TypeError(f"online must be a bool, got {online!r}")
 
@@ -202,14 +159,13 @@ class TabularSoftQLambda:
         self._log_prior_rows: list[list[float]] = self.log_prior.tolist()
         self.gamma = float(gamma)
         # Python numbers (NumPy scalars are accepted too), so that `save` can write the options as JSON
-        self.learning_rate = float(learning_rate) if _is_real(learning_rate) else learning_rate
+        self.learning_rate = float(learning_rate) if is_real(learning_rate) else learning_rate
         self.algorithm = algorithm
         self.trace = trace
-        self.n = (3 if n is None else int(n)) if algorithm == "n_step" else None
-        default_lambda = {"one_step": 0.0, "n_step": 1.0, "lambda": 0.9}[algorithm]
-        self.trace_lambda = default_lambda if trace_lambda is None else float(trace_lambda)
+        self.n = (DEFAULT_N if n is None else int(n)) if algorithm == "n_step" else None
+        self.trace_lambda = DEFAULT_TRACE_LAMBDA[algorithm] if trace_lambda is None else float(trace_lambda)
         self.trace_type = trace_type
-        self.behaviour_policy = float(behaviour_policy) if _is_real(behaviour_policy) else behaviour_policy
+        self.behaviour_policy = float(behaviour_policy) if is_real(behaviour_policy) else behaviour_policy
         self.online = online
         self.seed = None if seed is None else int(seed)
 
@@ -225,25 +181,16 @@ class TabularSoftQLambda:
         self._last_obs: int | None = None
         self._episode_start = True
         self._q_read = self.q_table  # the table TD errors are computed from: a frozen copy when online=False
-        self._window: deque[_Transition] = deque()
-        self._td_errors: list[float] = []
-        self._td_episodes: list[int] = []
-        self._episode_returns: list[float] = []
-        self._episode_lengths: list[int] = []
-        self._current_return = 0.0
-        self._current_length = 0
-        self._missing: set[str] = set()
+        self._window: deque[Transition] = deque()
+        self._history = LearningHistory()
+        self._missing: set[str] = set()  # callables that `load` could not restore
 
     def _check_obs(self, obs: Any, name: str = "observation") -> int:
-        index = int(obs)
-        if not 0 <= index < self.n_states or index != obs:
-            raise ValueError(f"{name} must be an integer state in [0, {self.n_states}), got {obs!r}")
-        return index
+        return check_index(obs, self.n_states, name)
 
-    # ------------------------------------------------------------------ policies
     def _current_learning_rate(self) -> float:
         if self.learning_rate is None:
-            raise ValueError(self._missing_message("learning_rate"))
+            raise ValueError(missing_callable_message("learning_rate"))
         if callable(self.learning_rate):
             if not self._learning:
                 raise ValueError(
@@ -254,12 +201,7 @@ class TabularSoftQLambda:
             return float(self.learning_rate(progress_remaining))
         return float(self.learning_rate)
 
-    def _missing_message(self, name: str) -> str:
-        return (
-            f"{name} was a callable when this model was saved; callables are not saved. "
-            f"Pass it again: TabularSoftQLambda.load(path, env, {name}=...) or set model.{name}"
-        )
-
+    # ------------------------------------------------------------------ policies
     def boltzmann_policy(self, obs: ArrayLike | None = None) -> FloatArray:
         """
         Boltzmann (target) policy :math:`\\pi_B(\\cdot|s) = \\mathrm{softmax}(Q(s,\\cdot)/\\tau + \\log\\bar\\pi(\\cdot|s))`.
@@ -279,34 +221,13 @@ class TabularSoftQLambda:
         return soft_value(self.q_table, self.ent_coef, self.log_prior)
 
     def _soft_row(self, obs: int) -> tuple[float, list[float]]:
-        """
-        :math:`V(s)` and :math:`\\log\\pi_B(\\cdot|s)` under the table TD errors are computed from, in plain Python
-        floats (rows are short: this is the per-step hot path), stable for small :math:`\\tau`.
-        """
-        q_row = self._q_read[obs].tolist()
-        q_max = max(q_row)
-        logits = [(q - q_max) / self.ent_coef + lp for q, lp in zip(q_row, self._log_prior_rows[obs], strict=True)]
-        z_max = max(logits)
-        log_normaliser = z_max + math.log(sum(math.exp(z - z_max) for z in logits))
-        return q_max + self.ent_coef * log_normaliser, [z - log_normaliser for z in logits]
+        """:math:`V(s)` and :math:`\\log\\pi_B(\\cdot|s)` under the table TD errors are computed from (the per-step path)."""
+        return soft_value_and_log_probs_row(self._q_read[obs].tolist(), self.ent_coef, self._log_prior_rows[obs])
 
     def _behaviour_row(self, obs: int) -> list[float]:
-        policy = self.behaviour_policy
-        if policy is None:
+        if self.behaviour_policy is None:
             return [math.exp(log_prob) for log_prob in self._soft_row(obs)[1]]
-        if isinstance(policy, str):  # "uniform"
-            return [1.0 / self.n_actions] * self.n_actions
-        if callable(policy):
-            probs = np.asarray(policy(obs, self._q_read), dtype=np.float64)
-            if probs.shape != (self.n_actions,) or np.any(probs < 0) or not math.isclose(probs.sum(), 1.0, abs_tol=1e-6):
-                raise ValueError(
-                    f"behaviour_policy(obs, q_table) must return {self.n_actions} probabilities summing to 1, got {probs}"
-                )
-            return probs.tolist()
-        q_row = self._q_read[obs].tolist()
-        greedy = [q == max(q_row) for q in q_row]
-        share = (1.0 - policy) / sum(greedy)
-        return [share * is_greedy + policy / self.n_actions for is_greedy in greedy]
+        return behaviour_probs_row(self.behaviour_policy, obs, self._q_read)
 
     def behaviour_probs(self, obs: int) -> FloatArray:
         """
@@ -316,15 +237,6 @@ class TabularSoftQLambda:
         :return: ``[n_actions]``
         """
         return np.asarray(self._behaviour_row(self._check_obs(obs)))
-
-    def _sample(self, probs: list[float]) -> int:
-        threshold = self._rng.random() * sum(probs)
-        cumulative = 0.0
-        for action, prob in enumerate(probs):
-            cumulative += prob
-            if threshold < cumulative:
-                return action
-        return max(action for action, prob in enumerate(probs) if prob > 0)
 
     def predict(
         self,
@@ -349,9 +261,7 @@ class TabularSoftQLambda:
         if deterministic:
             actions = self.q_table[obs].argmax(axis=-1)
         else:
-            cumulative = np.cumsum(self.boltzmann_policy(obs), axis=-1)
-            draws = self._rng.random((*obs.shape, 1)) * cumulative[..., -1:]
-            actions = np.minimum((cumulative <= draws).sum(axis=-1), self.n_actions - 1)
+            actions = sample_actions(self.boltzmann_policy(obs), self._rng.random((*obs.shape, 1)))
         return (int(actions) if obs.ndim == 0 else actions), None
 
     # ------------------------------------------------------------------ learning
@@ -361,7 +271,7 @@ class TabularSoftQLambda:
 
         :param env: a gymnasium environment with the same ``Discrete`` spaces
         """
-        sizes = (_discrete_size(env.observation_space, "observation"), _discrete_size(env.action_space, "action"))
+        sizes = (discrete_size(env.observation_space, "observation"), discrete_size(env.action_space, "action"))
         if sizes != (self.n_states, self.n_actions):
             raise ValueError(f"env has {sizes} states and actions, the model {(self.n_states, self.n_actions)}")
         self.env = env
@@ -389,15 +299,13 @@ class TabularSoftQLambda:
             raise ValueError("this model has no env: pass env to TabularSoftQLambda.load(path, env) or call set_env(env)")
         for name in sorted(self._missing):
             if getattr(self, name) is None:
-                raise ValueError(self._missing_message(name))
+                raise ValueError(missing_callable_message(name))
         self._learning = True
         try:
             if (reset_num_timesteps or self._last_obs is None) and not self._episode_start:
                 # An episode was running: it ends here, cut short like a truncation. Its pending n-step updates are
                 # made now, with the learning rate at the end of the previous learn() (before the counter restarts).
-                alpha = self._current_learning_rate()
-                while self._window:
-                    self._n_step_update(alpha)
+                self._flush_window(self._current_learning_rate())
                 self._end_episode()
             if reset_num_timesteps:
                 self.num_timesteps = 0
@@ -405,7 +313,7 @@ class TabularSoftQLambda:
             obs = self._reset_env() if reset_num_timesteps or self._last_obs is None else self._last_obs
             while self.num_timesteps < self._total_timesteps:
                 probs = self._behaviour_row(obs)
-                action = self._sample(probs)
+                action = sample_action(probs, self._rng.random())
                 next_obs, reward, terminated, truncated, _ = self.env.step(action)
                 next_state = self._check_obs(next_obs)
                 self.observe(obs, action, float(reward), next_state, bool(terminated), bool(truncated), float(probs[action]))
@@ -449,102 +357,76 @@ class TabularSoftQLambda:
         if self._episode_start:
             self._start_episode()
         if behaviour_prob is None:
-            behaviour_prob = self._behaviour_row(obs)[action] if self.trace == "importance_sampling" else 1.0
-        elif not (_is_real(behaviour_prob) and 0.0 < behaviour_prob <= 1.0):
-            raise ValueError(f"behaviour_prob (mu(a_t|s_t) of the action taken) must be in (0, 1], got {behaviour_prob!r}")
+            behaviour_prob = self._behaviour_row(obs)[action] if needs_behaviour_probs(self.trace) else 1.0
+        else:
+            behaviour_prob = check_behaviour_prob(behaviour_prob)
         alpha = self._current_learning_rate()
-        next_value = 0.0 if terminated else self._soft_row(next_obs)[0]
-        td_error = reward + self.gamma * next_value - float(self._q_read[obs, action])
-        transition = _Transition(obs, action, reward, next_obs, terminated, behaviour_prob)
+        transition = Transition(obs, action, reward, next_obs, terminated, behaviour_prob)
+        td_error = soft_td_error(transition, self._q_read, self.gamma, self._soft_row)
 
         if self.algorithm == "one_step":
-            self.q_table[obs, action] += alpha * td_error
+            one_step_update(self.q_table, transition, td_error, alpha)
         elif self.algorithm == "lambda":
-            self._trace_update(transition, td_error, alpha)
+            eligibility_trace_update(
+                self.q_table, self.traces, transition, td_error, alpha, self.gamma, self.trace_lambda, self.trace,
+                self.trace_type == "replacing", self._soft_row,
+            )  # fmt: skip
         else:
             self._window.append(transition)
             if len(self._window) == self.n:
                 self._n_step_update(alpha)
         if terminated or truncated:
-            while self._window:
-                self._n_step_update(alpha)
+            self._flush_window(alpha)
 
         self.visit_counts[obs, action] += 1
-        self._td_errors.append(float(td_error))
-        self._td_episodes.append(self.num_episodes)
-        self._current_return += reward
-        self._current_length += 1
+        self._history.record_step(td_error, self.num_episodes, reward)
         if terminated or truncated:
             self._end_episode()
         return float(td_error)
+
+    def _n_step_update(self, alpha: float) -> None:
+        n_step_update(
+            self.q_table, self._q_read, self._window, alpha, self.gamma, self.trace_lambda, self.trace, self._soft_row
+        )
+
+    def _flush_window(self, alpha: float) -> None:
+        """Make the pending n-step updates of an episode that ends (windows cut at its end)."""
+        while self._window:
+            self._n_step_update(alpha)
 
     def _start_episode(self) -> None:
         self.traces[:] = 0.0
         self._window.clear()
         self._q_read = self.q_table if self.online else self.q_table.copy()
-        self._current_return, self._current_length = 0.0, 0
+        self._history.start_episode()
         self._episode_start = False
 
     def _end_episode(self) -> None:
-        self._episode_returns.append(self._current_return)
-        self._episode_lengths.append(self._current_length)
+        self._history.end_episode()
         self.num_episodes += 1
         self._episode_start = True
         self._q_read = self.q_table
-
-    def _trace_update(self, transition: _Transition, td_error: float, alpha: float) -> None:
-        """
-        Backward view (eq. 43-44, 46-48): :math:`e \\leftarrow \\gamma\\lambda c_t e`; :math:`e(s_t,a_t) \\mathrel{+}= 1`
-        (or :math:`= 1`); :math:`Q \\leftarrow Q + \\alpha\\delta_t e`.
-        """
-        coef = math.exp(self._soft_row(transition.obs)[1][transition.action]) if self.trace == "tree_backup" else 1.0
-        self.traces *= self.gamma * self.trace_lambda * coef
-        if self.trace_type == "accumulating":
-            self.traces[transition.obs, transition.action] += 1.0
-        else:
-            self.traces[transition.obs, transition.action] = 1.0
-        self.q_table += alpha * td_error * self.traces
-
-    def _n_step_update(self, alpha: float) -> None:
-        """
-        Update the oldest pair of the window (eq. 23, 27, 36): :math:`Q(s_t,a_t) \\mathrel{+}= \\alpha \\sum_k
-        (\\prod_{i=t+1}^{k} \\gamma c_i) \\delta_k`, TD errors and :math:`c_i` from the current table.
-        """
-        first = self._window[0]
-        correction, weight = 0.0, 1.0
-        for k, step in enumerate(self._window):
-            if k > 0:  # c_k: lambda (Boltzmann), lambda * pi_B (tree backup), lambda * pi_B / mu (importance sampling)
-                coef = self.trace_lambda
-                if self.trace != "boltzmann":
-                    coef *= math.exp(self._soft_row(step.obs)[1][step.action])
-                if self.trace == "importance_sampling":
-                    coef /= step.behaviour_prob
-                weight *= self.gamma * coef
-            next_value = 0.0 if step.terminated else self._soft_row(step.next_obs)[0]
-            correction += weight * (step.reward + self.gamma * next_value - float(self._q_read[step.obs, step.action]))
-        self.q_table[first.obs, first.action] += alpha * correction
-        self._window.popleft()
 
     # ------------------------------------------------------------------ analysis
     @property
     def td_errors(self) -> FloatArray:
         """One-step TD errors :math:`\\delta_t` (the prediction-error signal) of every step learned from, in order."""
-        return np.asarray(self._td_errors, dtype=np.float64)
+        return self._history.td_errors
 
     @property
     def td_episode_index(self) -> NDArray[np.int64]:
         """Episode index (0, 1, ...) of each entry of :attr:`td_errors`."""
-        return np.asarray(self._td_episodes, dtype=np.int64)
+        return self._history.td_episode_index
 
     @property
     def episode_returns(self) -> FloatArray:
         """Undiscounted return of each finished episode (also of one cut short by a new ``learn`` call)."""
-        return np.asarray(self._episode_returns, dtype=np.float64)
+        return self._history.episode_returns
 
     @property
     def episode_lengths(self) -> NDArray[np.int64]:
         """Length of each finished episode (also of one cut short by a new ``learn`` call)."""
-        return np.asarray(self._episode_lengths, dtype=np.int64)
+        return self._history.episode_lengths
 
     # ------------------------------------------------------------------ persistence
     def save(self, path: str | os.PathLike[str]) -> None:
@@ -557,43 +439,7 @@ class TabularSoftQLambda:
 
         :param path: file path (``.npz`` is appended when missing)
         """
-        options = {
-            "n_states": self.n_states,
-            "n_actions": self.n_actions,
-            "ent_coef": self.ent_coef,
-            "gamma": self.gamma,
-            "learning_rate": None if callable(self.learning_rate) else self.learning_rate,
-            "learning_rate_is_callable": callable(self.learning_rate) or "learning_rate" in self._missing,
-            "algorithm": self.algorithm,
-            "trace": self.trace,
-            "n": self.n,
-            "trace_lambda": None if self.algorithm == "one_step" else self.trace_lambda,
-            "trace_type": self.trace_type,
-            "behaviour_policy": None if callable(self.behaviour_policy) else self.behaviour_policy,
-            "behaviour_policy_is_callable": callable(self.behaviour_policy) or "behaviour_policy" in self._missing,
-            "online": self.online,
-            "seed": self.seed,
-        }
-        state = {
-            "num_timesteps": self.num_timesteps,
-            "num_episodes": self.num_episodes,
-            "total_timesteps": self._total_timesteps,
-            "needs_env_seed": self._needs_env_seed,
-            "rng": self._rng.bit_generator.state,
-        }
-        np.savez(
-            path,
-            options=np.array(json.dumps(options)),
-            state=np.array(json.dumps(state)),
-            q_table=self.q_table,
-            traces=self.traces,
-            visit_counts=self.visit_counts,
-            reference_policy=np.zeros(0) if self.reference_policy is None else self.reference_policy,
-            td_errors=self.td_errors,
-            td_episode_index=self.td_episode_index,
-            episode_returns=self.episode_returns,
-            episode_lengths=self.episode_lengths,
-        )
+        save_model(self, path)
 
     @classmethod
     def load(
@@ -601,7 +447,7 @@ class TabularSoftQLambda:
         path: str | os.PathLike[str],
         env: gym.Env | None = None,
         learning_rate: float | Schedule | None = None,
-        behaviour_policy: str | float | BehaviourCallable | None = None,
+        behaviour_policy: BehaviourPolicy = None,
     ) -> SelfTabularSoftQLambda:
         """
         Load a model written by :meth:`save`.
@@ -614,45 +460,4 @@ class TabularSoftQLambda:
             callable (which is not saved)
         :return: the model
         """
-        path = os.fspath(path)
-        if not os.path.exists(path) and os.path.exists(path + ".npz"):
-            path = path + ".npz"
-        with np.load(path, allow_pickle=False) as data:
-            options = json.loads(str(data["options"]))
-            state = json.loads(str(data["state"]))
-            arrays = {key: np.array(data[key]) for key in data.files if key not in ("options", "state")}
-        missing = set()
-        if learning_rate is None:
-            learning_rate = options["learning_rate"]
-            if options["learning_rate_is_callable"]:
-                missing.add("learning_rate")
-        if behaviour_policy is None:
-            behaviour_policy = options["behaviour_policy"]
-            if options["behaviour_policy_is_callable"]:
-                missing.add("behaviour_policy")
-        for name in sorted(missing):
-            warnings.warn(f"{name} was a callable and was not saved: pass {name}=... to load() (or set it) before learn()")
-        model = cls.__new__(cls)
-        model.env = None
-        reference = arrays["reference_policy"]
-        model._configure(
-            options["n_states"], options["n_actions"], options["ent_coef"], reference if reference.size else None,
-            options["gamma"], learning_rate, options["algorithm"], options["trace"], options["n"], options["trace_lambda"],
-            options["trace_type"], behaviour_policy, options["online"], options["seed"],
-        )  # fmt: skip
-        model._missing = missing
-        model.q_table[:] = arrays["q_table"]
-        model.traces[:] = arrays["traces"]
-        model.visit_counts[:] = arrays["visit_counts"]
-        model._td_errors = arrays["td_errors"].tolist()
-        model._td_episodes = arrays["td_episode_index"].tolist()
-        model._episode_returns = arrays["episode_returns"].tolist()
-        model._episode_lengths = arrays["episode_lengths"].tolist()
-        model.num_timesteps = state["num_timesteps"]
-        model.num_episodes = state["num_episodes"]
-        model._total_timesteps = state["total_timesteps"]
-        model._needs_env_seed = state["needs_env_seed"]
-        model._rng.bit_generator.state = state["rng"]
-        if env is not None:
-            model.set_env(env)
-        return model
+        return load_model(cls, path, env, learning_rate, behaviour_policy)

@@ -12,6 +12,7 @@ import numpy as np
 from gymnasium import spaces
 from numpy.typing import NDArray
 
+from sb3_softq.common.checks import check_number
 from sb3_softq.tabular.soft import FloatArray, soft_value_iteration
 
 
@@ -91,10 +92,9 @@ def random_mdp(n_states: int, n_actions: int, seed: int = 0, branching: int = 2,
     :param reward_scale: standard deviation of the rewards
     :return: the MDP
     """
-    if n_states < 1 or n_actions < 1:
-        raise ValueError(f"n_states and n_actions must be >= 1, got {n_states} and {n_actions}")
-    if not 1 <= branching <= n_states:
-        raise ValueError(f"branching must be in [1, n_states={n_states}], got {branching}")
+    n_states = check_number("n_states", n_states, 1, integer=True)
+    n_actions = check_number("n_actions", n_actions, 1, integer=True)
+    branching = check_number("branching", branching, 1, n_states, integer=True)
     rng = np.random.default_rng(seed)
     transitions = np.zeros((n_states, n_actions, n_states))
     for state in range(n_states):
@@ -119,8 +119,7 @@ class TabularMDPEnv(gym.Env[Any, np.int64]):
     metadata: dict[str, Any] = {"render_modes": []}
 
     def __init__(self, mdp: TabularMDP, max_episode_steps: int = 100, one_hot: bool = False) -> None:
-        if max_episode_steps < 1:
-            raise ValueError(f"max_episode_steps must be >= 1, got {max_episode_steps}")
+        max_episode_steps = check_number("max_episode_steps", max_episode_steps, 1, integer=True)
         self.mdp = mdp
         self.max_episode_steps = max_episode_steps
         self.one_hot = one_hot

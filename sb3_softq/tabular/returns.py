@@ -20,9 +20,8 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from sb3_softq.common.checks import check_number
-from sb3_softq.tabular.soft import FloatArray, boltzmann_log_probs, soft_value
-
-TRACES = ("boltzmann", "importance_sampling", "tree_backup")
+from sb3_softq.tabular.soft import FloatArray, boltzmann_log_probs, reference_log_prior, soft_value
+from sb3_softq.tabular.traces import CONSTANT_TRACE, TRACES, check_choice, needs_behaviour_probs, trace_coefficient
 
 
 def _episode(
@@ -40,7 +39,7 @@ def _episode(
     for name, indices, size in (("observations", obs, q.shape[0]), ("actions", act, q.shape[1])):
         if indices.size and not (0 <= indices.min() and indices.max() < size):
             raise ValueError(f"`{name}` must be indices in [0, {size}) of `q_table` {q.shape}, got {indices}")
-    prior = np.full_like(q, -np.log(q.shape[-1])) if log_prior is None else np.asarray(log_prior, dtype=np.float64)
+    prior = reference_log_prior(None, *q.shape) if log_prior is None else np.asarray(log_prior, dtype=np.float64)
     return q, obs, act, rew, np.broadcast_to(prior, q.shape)
 
 
@@ -110,22 +109,19 @@ def trace_coefficients(
         raise ValueError(f"`actions` must have shape [T], got {act.shape}")
     obs = np.asarray(observations, dtype=np.int64)[: act.shape[0]]
     q = np.asarray(q_table, dtype=np.float64)
-    if trace == "boltzmann":
-        return np.full(act.shape, float(trace_lambda))
-    if trace not in TRACES:
-        raise ValueError(f"trace must be one of {TRACES}, got {trace!r}")
+    check_choice("trace", trace, TRACES)
+    if trace == CONSTANT_TRACE:
+        return trace_coefficient(trace, trace_lambda, np.ones(act.shape))
     prior = None if log_prior is None else np.broadcast_to(np.asarray(log_prior, dtype=np.float64), q.shape)[obs]
     target_probs = np.exp(boltzmann_log_probs(q[obs], ent_coef, prior)[np.arange(act.shape[0]), act])
-    if trace == "tree_backup":
-        return trace_lambda * target_probs
-    if behaviour_probs is None:
-        raise ValueError("trace='importance_sampling' needs behaviour_probs (mu of each action taken)")
-    mu = np.asarray(behaviour_probs, dtype=np.float64)
-    if mu.shape != act.shape or not bool(np.all((mu > 0) & (mu <= 1))):
-        raise ValueError(
-            f"`behaviour_probs` must hold mu(a_k|s_k) in (0, 1] for each of the {act.shape[0]} actions, got {mu!r}"
-        )
-    return trace_lambda * target_probs / mu
+    mu = None
+    if needs_behaviour_probs(trace) and behaviour_probs is not None:
+        mu = np.asarray(behaviour_probs, dtype=np.float64)
+        if mu.shape != act.shape or not bool(np.all((mu > 0) & (mu <= 1))):
+            raise ValueError(
+                f"`behaviour_probs` must hold mu(a_k|s_k) in (0, 1] for each of the {act.shape[0]} actions, got {mu!r}"
+            )
+    return trace_coefficient(trace, trace_lambda, target_probs, mu)
 
 
 def multistep_soft_returns(
@@ -171,9 +167,7 @@ def multistep_soft_returns(
     deltas = soft_td_errors(q, obs, act, rewards, terminated, gamma, ent_coef, log_prior)
     discounted_coefs = gamma * trace_coefficients(q, obs, act, ent_coef, trace, trace_lambda, log_prior, behaviour_probs)
     horizon = act.shape[0]
-    if n is not None and n < 1:
-        raise ValueError(f"n must be >= 1 or None, got {n}")
-    window = horizon if n is None else n
+    window = horizon if n is None else check_number("n", n, 1, integer=True)
     returns = q[obs[:-1], act].copy()
     for t in range(horizon):
         end = min(t + window, horizon)
@@ -213,10 +207,8 @@ def n_step_soft_return(
     """
     check_number("gamma", gamma, 0, 1)
     q, obs, act, rew, prior = _episode(q_table, observations, actions, rewards, log_prior)
-    if n < 1:
-        raise ValueError(f"n must be >= 1, got {n}")
-    if trace not in ("boltzmann", "tree_backup"):
-        raise ValueError(f"trace must be 'boltzmann' or 'tree_backup' for the direct form, got {trace!r}")
+    n = check_number("n", n, 1, integer=True)
+    check_choice("trace (of the direct form)", trace, tuple(t for t in TRACES if not needs_behaviour_probs(t)))
     horizon = act.shape[0]
     values = soft_value(q[obs], ent_coef, prior[obs])  # V(s_0..s_T)
     log_probs = boltzmann_log_probs(q[obs], ent_coef, prior[obs])  # log pi_B(.|s_0..s_T)

@@ -10,6 +10,7 @@ reference policy :math:`\\bar\\pi(a|s)` (``log_prior``, uniform when ``None``), 
 - soft Bellman optimality :math:`Q^*(s,a) = r(s,a) + \\gamma \\sum_{s'} P(s'|s,a) V^*(s')`
 """
 
+import math
 import warnings
 
 import numpy as np
@@ -56,6 +57,24 @@ def soft_value(q_values: ArrayLike, ent_coef: float, log_prior: ArrayLike | None
     prior = None if log_prior is None else np.asarray(log_prior, dtype=np.float64)
     logits, q_max = _logits(q, ent_coef, prior)
     return (q_max + ent_coef * _logsumexp(logits))[..., 0]
+
+
+def soft_value_and_log_probs_row(q_row: list[float], ent_coef: float, log_prior_row: list[float]) -> tuple[float, list[float]]:
+    """
+    :func:`soft_value` and :func:`boltzmann_log_probs` of one state in plain Python floats, the same shifted
+    log-sum-exp term by term: the learner's per-step path, where a row holds a few actions and NumPy's per-call cost
+    would dominate. The tests compare it with the vectorised functions.
+
+    :param q_row: :math:`Q(s, \\cdot)`, ``n_actions`` floats
+    :param ent_coef: temperature :math:`\\tau > 0` (not checked here: the caller checked it once)
+    :param log_prior_row: :math:`\\log\\bar\\pi(\\cdot|s)`, ``n_actions`` floats
+    :return: :math:`V(s)` and :math:`\\log\\pi_B(\\cdot|s)`
+    """
+    q_max = max(q_row)
+    logits = [(q - q_max) / ent_coef + lp for q, lp in zip(q_row, log_prior_row, strict=True)]
+    z_max = max(logits)
+    log_normaliser = z_max + math.log(sum(math.exp(z - z_max) for z in logits))
+    return q_max + ent_coef * log_normaliser, [z - log_normaliser for z in logits]
 
 
 def boltzmann_log_probs(q_values: ArrayLike, ent_coef: float, log_prior: ArrayLike | None = None) -> FloatArray:
@@ -148,10 +167,8 @@ def soft_value_iteration(
         raise ValueError(f"rewards must have shape {p.shape[:2]} (= [n_states, n_actions]), got {r.shape}")
     if np.any(p < 0.0) or not np.allclose(p.sum(axis=-1), 1.0, atol=1e-8):
         raise ValueError("transitions must hold probabilities P(s'|s,a) >= 0 summing to 1 over s'")
-    if not 0.0 <= gamma <= 1.0:
-        raise ValueError(f"gamma must be in [0, 1], got {gamma}")
-    if not ent_coef > 0.0:
-        raise ValueError(f"ent_coef must be > 0, got {ent_coef}")
+    check_number("gamma", gamma, 0, 1)
+    check_number("ent_coef", ent_coef, 0, low_open=True)
     log_prior = reference_log_prior(reference_policy, p.shape[0], p.shape[1])
     q = np.zeros_like(r)
     for _ in range(max_iterations):
