@@ -1,7 +1,8 @@
 """
 The documentation cannot rot: every example script under ``docs/examples/`` runs, every public function and class
 of ``sb3_softq.common`` (and ``sb3_softq.tabular``) is documented in ``docs/api/common.md``, that of ``sb3_softq.zoo``
-in ``docs/api/zoo.md``, and the Sphinx build passes with warnings as errors.
+in ``docs/api/zoo.md``, the Sphinx build passes with warnings as errors, and the built pages render their maths with
+the MathJax shipped in the build (no script fetched from a web server).
 """
 
 import importlib
@@ -102,6 +103,25 @@ def test_public_api_documented(module_name: str) -> None:
             assert re.search(rf"\b{re.escape(name)}\b", page), f"{module_name}.{name} is not in {API_PAGE.name}"
 
 
+_SCRIPT_SRC = re.compile(r"<script\b[^>]*\bsrc=\"([^\"]+)\"", re.IGNORECASE)
+_REMOTE_MATHJAX = re.compile(r"(https?:)?//[^\"'\s>]*mathjax", re.IGNORECASE)
+
+
+def _check_offline_mathjax(html: Path) -> None:
+    """Pages with maths load MathJax from the build's ``_static`` folder; no page loads a script from the web."""
+    pages_with_mathjax = 0
+    for page in html.rglob("*.html"):
+        text = page.read_text(encoding="utf-8")
+        assert not _REMOTE_MATHJAX.search(text), f"{page.relative_to(html)} references MathJax on a web server"
+        for src in _SCRIPT_SRC.findall(text):
+            assert not re.match(r"(https?:)?//", src), f"{page.relative_to(html)} loads the remote script {src}"
+            if "mathjax" in src.lower():
+                pages_with_mathjax += 1
+                assert (page.parent / src.split("?")[0]).is_file(), f"{page.relative_to(html)}: {src} is not in the build"
+    # The maths pages (theory, traces, the algorithm pages, ...) do use it
+    assert pages_with_mathjax >= 3, f"MathJax is loaded by {pages_with_mathjax} pages only"
+
+
 def test_sphinx_build(tmp_path: Path) -> None:
     pytest.importorskip("sphinx")
     pytest.importorskip("myst_parser")
@@ -129,6 +149,8 @@ def test_sphinx_build(tmp_path: Path) -> None:
         timeout=600,
     )
     assert result.returncode == 0, f"Sphinx build failed:\n{result.stdout[-3000:]}\n{result.stderr[-5000:]}"
+
+    _check_offline_mathjax(html)
 
     # Every public name of the documented modules has an entry (an anchor) in the API page
     api_html = (html / "api" / "common.html").read_text(encoding="utf-8")
