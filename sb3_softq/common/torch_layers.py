@@ -49,7 +49,9 @@ class MinAtarCNN(BaseFeaturesExtractor):
         from stable_baselines3 import DQN
         from sb3_softq import SoftQLambda
         from sb3_softq.common.torch_layers import MinAtarCNN
+        from sb3_softq.zoo.minatar import register_minatar_envs
 
+        register_minatar_envs()  # MinAtar's Gymnasium ids
         policy_kwargs = dict(features_extractor_class=MinAtarCNN, net_arch=[])
         DQN("CnnPolicy", "MinAtar/Breakout-v1", policy_kwargs=policy_kwargs)
         SoftQLambda("CnnPolicy", "MinAtar/Breakout-v1", policy_kwargs=policy_kwargs)
