@@ -545,6 +545,7 @@ def main() -> None:
         "machine": f"{platform.machine()}, {cpu_model()}, {os.cpu_count()} CPU cores, torch threads=1 per run",
         "threshold": threshold,
         "seeds": list(range(args.seeds)),
+        "eval_max_episode_steps": MINATAR_EVAL_MAX_EPISODE_STEPS if is_minatar(args.env) else None,
     }
     if reused:
         meta["reused"] = {

@@ -191,6 +191,7 @@ def test_minatar_columns(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Non
     dqn_final = next(run["returns"][-1] for run in results["runs"] if run["algo"] == "dqn")
     assert results["meta"]["threshold"] == dqn_final and "DQN's final return" in results["meta"]["threshold_rule"]
     assert results["meta"]["versions"]["minatar"]
+    assert results["meta"]["eval_max_episode_steps"] == bench_learning.MINATAR_EVAL_MAX_EPISODE_STEPS
     assert results["summary"]["dqn"]["seeds_reaching_threshold"] == 1
     assert "DQN's final return" in (tmp_path / "minatar.md").read_text()
     # Without DQN there is no threshold
