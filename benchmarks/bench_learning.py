@@ -4,8 +4,11 @@ hyperparameters (ours from ``hyperparams/``, theirs from rl-zoo3's own files), s
 
 Every ``--eval-freq`` environment steps the greedy policy is evaluated on ``--eval-episodes`` episodes
 (SB3's ``EvalCallback``). The table reports, per algorithm: the final evaluation return, the area under the
-evaluation curve (mean evaluation return over the run) and the environment steps until the evaluation return first
-reaches the environment's threshold (median over seeds; "—" if fewer than half of the seeds reach it).
+evaluation curve (mean evaluation return over the run), and the environment steps and the wall-clock seconds of
+training until the evaluation return first reaches the environment's threshold (medians over seeds; "—" if fewer than
+half of the seeds reach it, "n/a" for seconds where runs of an older results file did not record them). The seconds
+are those of ``learn()`` up to that evaluation, the evaluations themselves (and checkpoints) excluded. On MinAtar's
+games the threshold is DQN's final return (mean over seeds) in the same table, unless ``--threshold`` is given.
 
 Usage (one command per table)::
 
@@ -13,8 +16,16 @@ Usage (one command per table)::
         --algos dqn softq softq_lambda --out benchmarks/results/learning_CartPole-v1
 
 writes ``<out>.json`` (curves, versions, seeds, machine), ``<out>.md`` (the table) and ``<out>.png`` (mean ± std).
-Algorithm names: ``dqn``, ``qrdqn``, ``softq``, ``softq_lambda`` and ``softq_lambda:<trace>`` (SoftQLambda's
-tuned entry with another trace).
+Algorithm names (columns): ``dqn``, ``qrdqn``, ``softq``, ``softq_lambda``, each with its rl-zoo3 entry, and
+variants of an entry after a colon, comma-separated: ``<name>=<value>`` (the value read as YAML, e.g. ``dqn:n_steps=3``,
+DQN with 3-step returns), a trace (``softq_lambda:retrace``, the entry with another trace) or ``munchausen``
+(``munchausen_coef=0.9``, M-DQN's value; e.g. ``softq_lambda:munchausen``).
+
+MinAtar (``--env MinAtar/Breakout-v1``, ``MinAtar/Asterix-v1`` or ``MinAtar/Freeway-v1``; the ``minatar`` extra):
+DQN and QR-DQN take the MinAtar paper's DQN from ``benchmarks/hyperparams/`` (rl-zoo3 has no MinAtar entries),
+SoftQ and SoftQLambda their entries in ``hyperparams/``; every algorithm uses the same network
+(:class:`sb3_softq.common.torch_layers.MinAtarCNN`). Evaluation episodes are cut at
+``MINATAR_EVAL_MAX_EPISODE_STEPS`` steps (MinAtar's games have no time limit, and a greedy policy may never lose).
 
 A run is deterministic given its algorithm, seed, hyperparameters and the package versions (one PyTorch thread,
 seeded environments and models), so a table can be extended without training everything again: ``--reuse
@@ -37,54 +48,101 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from typing import Any
 
 import numpy as np
+import yaml
 
 THRESHOLDS = {"CartPole-v1": 475.0, "Acrobot-v1": -100.0, "MountainCar-v0": -110.0, "LunarLander-v3": 200.0}
+#: MinAtar's games that the benchmark trains on (the two others are kept out of tuning and benchmarks, for an
+#: independent validation); their threshold is DQN's final return in the same table
+MINATAR_ENVS = ("MinAtar/Asterix-v1", "MinAtar/Breakout-v1", "MinAtar/Freeway-v1")
+#: Greedy evaluation episodes on MinAtar are cut (truncated) after this many steps
+MINATAR_EVAL_MAX_EPISODE_STEPS = 20_000
+#: The algorithm of each column name (before the colon)
+ALGOS = ("dqn", "qrdqn", "softq", "softq_lambda")
+#: Named variants of an entry (``<algo>:<variant>``) and the values they set
+NAMED_VARIANTS: dict[str, dict[str, Any]] = {"munchausen": {"munchausen_coef": 0.9}}
+#: Folder of the DQN and QR-DQN entries for the environments that rl-zoo3's files do not have (MinAtar)
+BENCHMARK_HYPERPARAMS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "hyperparams")
 
 
-def hyperparams_file(algo: str) -> str:
-    """:return: the rl-zoo3 hyperparameter file of ``algo`` (rl-zoo3's own for DQN and QR-DQN, ours otherwise)"""
+def is_minatar(env_id: str) -> bool:
+    """:return: whether ``env_id`` is one of MinAtar's games"""
+    return env_id.startswith("MinAtar/")
+
+
+def variant_overrides(algo: str) -> dict[str, Any]:
+    """
+    The values that a column changes in its algorithm's rl-zoo3 entry.
+
+    :param algo: ``<name>`` or ``<name>:<variant>[,<variant>...]`` with ``<name>`` in :data:`ALGOS` and each variant
+        ``<key>=<value>`` (the value read as YAML), a trace of SoftQLambda, or a key of :data:`NAMED_VARIANTS`
+    :return: the keyword arguments that replace the entry's
+    :raises ValueError: unknown algorithm or variant
+    """
+    from sb3_softq.common.traces import TRACES
+
+    name, _, variants = algo.partition(":")
+    if name not in ALGOS:
+        raise ValueError(f"Unknown algorithm {name!r} in {algo!r}, expected one of {list(ALGOS)}")
+    overrides: dict[str, Any] = {}
+    for variant in filter(None, variants.split(",")):
+        key, is_assignment, value = variant.partition("=")
+        if is_assignment:
+            overrides[key] = yaml.safe_load(value)
+        elif variant in NAMED_VARIANTS:
+            overrides.update(NAMED_VARIANTS[variant])
+        elif name == "softq_lambda" and variant in TRACES:
+            overrides["trace"] = variant
+        else:
+            raise ValueError(
+                f"Unknown variant {variant!r} in {algo!r}: expected <key>=<value>, one of {list(NAMED_VARIANTS)}"
+                + (f" or a trace {list(TRACES)}" if name == "softq_lambda" else "")
+            )
+    return overrides
+
+
+def hyperparams_file(algo: str, env_id: str) -> str:
+    """
+    :return: the rl-zoo3 hyperparameter file of ``algo``: ours for SoftQ and SoftQLambda; for DQN and QR-DQN,
+        rl-zoo3's own, or the benchmark's (``benchmarks/hyperparams/``) on MinAtar
+    """
     import rl_zoo3
 
     from sb3_softq.zoo import hyperparams_path
 
     name = algo.partition(":")[0]
     if name in ("dqn", "qrdqn"):
-        return os.path.join(os.path.dirname(rl_zoo3.__file__), "hyperparams", f"{name}.yml")
+        rl_zoo3_folder = os.path.join(os.path.dirname(rl_zoo3.__file__), "hyperparams")
+        return os.path.join(BENCHMARK_HYPERPARAMS if is_minatar(env_id) else rl_zoo3_folder, f"{name}.yml")
     return hyperparams_path(name)
 
 
 def zoo_entry(algo: str, env_id: str) -> dict[str, Any]:
     """
-    :return: the algorithm's rl-zoo3 entry for ``env_id`` as its file writes it (plus the ``trace`` of
-        ``softq_lambda:<trace>``), as recorded with every run and compared by ``--reuse``
+    :return: the algorithm's rl-zoo3 entry for ``env_id`` as its file writes it, with the column's variants (e.g. the
+        ``trace`` of ``softq_lambda:<trace>``), as recorded with every run and compared by ``--reuse``
     """
-    import yaml
-
-    with open(hyperparams_file(algo)) as handle:
+    with open(hyperparams_file(algo, env_id)) as handle:
         entry = yaml.safe_load(handle)[env_id]
-    trace = algo.partition(":")[2]
     # Through JSON, as the results files hold it (tuples become lists)
-    return json.loads(json.dumps({**entry, **({"trace": trace} if trace else {})}))
+    return json.loads(json.dumps({**entry, **variant_overrides(algo)}))
 
 
 def zoo_hyperparams(algo: str, env_id: str) -> tuple[str, dict[str, Any], int]:
     """
-    :param algo: ``dqn``, ``qrdqn``, ``softq``, ``softq_lambda`` or ``softq_lambda:<trace>``
+    :param algo: a column name (see :func:`variant_overrides`), e.g. ``dqn``, ``dqn:n_steps=3``, ``softq_lambda:retrace``
     :param env_id: environment id
-    :return: policy, keyword arguments and ``n_timesteps`` of the algorithm's rl-zoo3 entry
+    :return: policy, keyword arguments and ``n_timesteps`` of the algorithm's rl-zoo3 entry, with the column's variants
     """
     from sb3_softq.zoo import load_hyperparams
 
-    name, _, trace = algo.partition(":")
-    policy, kwargs, n_timesteps = load_hyperparams(name, env_id, hyperparams_file(algo))
-    if trace:
-        kwargs["trace"] = trace
+    policy, kwargs, n_timesteps = load_hyperparams(algo.partition(":")[0], env_id, hyperparams_file(algo, env_id))
+    kwargs.update(variant_overrides(algo))
     return policy, kwargs, n_timesteps
 
 
 def checkpoint_paths(checkpoint_dir: str, algo: str, env_id: str, seed: int) -> dict[str, str]:
     """:return: the files of a run's checkpoint: the model, its replay buffer and the run so far"""
-    stem = os.path.join(checkpoint_dir, f"{env_id}_{algo.replace(':', '-')}_{seed}")
+    stem = os.path.join(checkpoint_dir, f"{env_id.replace('/', '-')}_{algo.replace(':', '-')}_{seed}")
     return {"model": stem + ".zip", "buffer": stem + "_buffer.pkl", "state": stem + ".json"}
 
 
@@ -104,6 +162,9 @@ def run_one(
     evaluation, and a run that finds its checkpoint resumes from it (a killed command loses at most ``eval_freq``
     steps). A resumed run goes on with new environments and random seeds (``seed + 100,000 * resumes``): it is a valid
     run, but not the same as one trained without interruption, and it records where it was resumed.
+
+    At every evaluation the run also records ``train_seconds``: the wall-clock seconds of ``learn()`` so far, the
+    evaluations (and checkpoints) excluded; a run resumed from a checkpoint written before these were recorded has none.
     """
     import torch as th
     from sb3_contrib import QRDQN
@@ -112,8 +173,11 @@ def run_one(
     from stable_baselines3.common.env_util import make_vec_env
 
     from sb3_softq import SoftQ, SoftQLambda
+    from sb3_softq.zoo.minatar import register_minatar_envs
 
     th.set_num_threads(1)
+    if is_minatar(env_id) and not register_minatar_envs():
+        raise RuntimeError(f"{env_id} needs MinAtar: pip install sb3_softq[minatar]")
     classes = {"dqn": DQN, "qrdqn": QRDQN, "softq": SoftQ, "softq_lambda": SoftQLambda}
     algo_class = classes[algo.partition(":")[0]]
     policy, kwargs, zoo_timesteps = zoo_hyperparams(algo, env_id)
@@ -124,9 +188,13 @@ def run_one(
         with open(paths["state"]) as handle:
             state = json.load(handle)
         state["resumed_at"].append(state["timesteps"][-1])
+    # Checkpoints written before the training time was recorded have no ``train_seconds``: such a run records none
+    timed = "train_seconds" in state or not state["resumed_at"]
+    train_seconds: list[float] = list(state.get("train_seconds", []))
     run_seed = seed + 100_000 * len(state["resumed_at"])
     env = make_vec_env(env_id, n_envs=1, seed=run_seed)
-    eval_env = make_vec_env(env_id, n_envs=1, seed=run_seed + 10_000)
+    eval_env_kwargs = {"max_episode_steps": MINATAR_EVAL_MAX_EPISODE_STEPS} if is_minatar(env_id) else None
+    eval_env = make_vec_env(env_id, n_envs=1, seed=run_seed + 10_000, env_kwargs=eval_env_kwargs)
     if state["resumed_at"]:
         assert paths is not None
         model = algo_class.load(paths["model"], env=env)
@@ -146,6 +214,7 @@ def run_one(
                 "returns": [[float(r) for r in rs] for rs in self.parent.evaluations_results],
                 "lengths": [[int(n) for n in ns] for ns in self.parent.evaluations_length],
                 "seconds": state["seconds"] + time.perf_counter() - start,
+                **({"train_seconds": list(train_seconds)} if timed else {}),
             }
             for name, save in (("model", self.model.save), ("buffer", self.model.save_replay_buffer)):  # type: ignore[attr-defined]
                 save(paths[name] + ".tmp")
@@ -155,8 +224,30 @@ def run_one(
             os.replace(paths["state"] + ".tmp", paths["state"])
             return True
 
+    class TimedEvalCallback(EvalCallback):
+        """
+        SB3's ``EvalCallback`` that also appends to ``train_seconds``, at every evaluation, the wall-clock seconds of
+        training so far: from the start of ``learn()`` (plus those before a resumed checkpoint), the time spent in
+        evaluations and in the callback after them (checkpoints) excluded.
+        """
+
+        def _on_training_start(self) -> None:
+            super()._on_training_start()
+            self.training_start = time.perf_counter()
+            self.evaluation_seconds = 0.0
+            self.seconds_before = train_seconds[-1] if train_seconds else 0.0
+
+        def _on_step(self) -> bool:
+            if not (self.eval_freq > 0 and self.n_calls % self.eval_freq == 0):  # EvalCallback's test
+                return super()._on_step()
+            begin = time.perf_counter()
+            train_seconds.append(self.seconds_before + begin - self.training_start - self.evaluation_seconds)
+            continue_training = super()._on_step()
+            self.evaluation_seconds += time.perf_counter() - begin
+            return continue_training
+
     with tempfile.TemporaryDirectory() as log_path:  # EvalCallback keeps its results only when given a log path
-        callback = EvalCallback(
+        callback = TimedEvalCallback(
             eval_env,
             eval_freq=eval_freq,
             n_eval_episodes=eval_episodes,
@@ -180,6 +271,8 @@ def run_one(
         "eval_episodes": eval_episodes,
         "hyperparameters": zoo_entry(algo, env_id),
     }
+    if timed:
+        run["train_seconds"] = [round(float(t), 3) for t in train_seconds]
     if state["resumed_at"]:
         run["resumed_at"] = state["resumed_at"]
     return run
@@ -191,6 +284,15 @@ def remove_checkpoint(checkpoint_dir: str | None, run: dict[str, Any]) -> None:
         for path in checkpoint_paths(checkpoint_dir, run["algo"], run["env"], run["seed"]).values():
             if os.path.exists(path):
                 os.remove(path)
+
+
+def cpu_model() -> str:
+    """:return: the processor's name (Linux), else what ``platform`` knows"""
+    try:
+        with open("/proc/cpuinfo") as handle:
+            return next(line.split(":", 1)[1].strip() for line in handle if line.startswith("model name"))
+    except (OSError, StopIteration):
+        return platform.processor() or "unknown processor"
 
 
 def versions() -> dict[str, str]:
@@ -212,7 +314,21 @@ def versions() -> dict[str, str]:
         "torch": torch.__version__,
         "numpy": np.__version__,
         "python": platform.python_version(),
+        **optional_versions(),
     }
+
+
+def optional_versions() -> dict[str, str]:
+    """:return: the versions of the environment packages that are installed (MinAtar)"""
+    from importlib.metadata import PackageNotFoundError, version
+
+    found = {}
+    for name in ("minatar",):
+        try:
+            found[name] = version(name)
+        except PackageNotFoundError:
+            pass
+    return found
 
 
 def reusable_runs(path: str, env_id: str, eval_freq: int, eval_episodes: int) -> tuple[dict[str, Any], list[dict[str, Any]]]:
@@ -248,15 +364,36 @@ def first_reached(run: dict[str, Any], threshold: float) -> int | None:
     return next((t for t, r in zip(run["timesteps"], run["returns"], strict=True) if r >= threshold), None)
 
 
+def seconds_to_reach(run: dict[str, Any], threshold: float) -> float | None:
+    """
+    :return: the training seconds (``train_seconds``) at the first evaluation whose mean return reaches ``threshold``;
+        ``None`` if none does or if the run did not record its training time
+    """
+    if "train_seconds" not in run:
+        return None
+    return next(
+        (t for t, r in zip(run["train_seconds"], run["returns"], strict=True) if r >= threshold),
+        None,
+    )
+
+
+def median_to_threshold(values: list[float | None]) -> float | None:
+    """
+    :param values: per seed, the steps or seconds to the threshold, ``None`` where the seed never reached it
+    :return: the median over all seeds, counting a seed that never reached the threshold as infinitely slow; ``None``
+        if fewer than half of the seeds reached it
+    """
+    reached = [value for value in values if value is not None]
+    if len(reached) * 2 <= len(values):
+        return None
+    return float(np.median(sorted(reached) + [np.inf] * (len(values) - len(reached))))
+
+
 def summarise(runs: list[dict[str, Any]], threshold: float) -> dict[str, Any]:
     steps_to_threshold = [first_reached(run, threshold) for run in runs]
-    reached_steps = [s for s in steps_to_threshold if s is not None]
-    n_runs = len(runs)
-    median_steps = None
-    if len(reached_steps) * 2 > n_runs:
-        # Median over all seeds, counting a seed that never reached the threshold as infinitely slow
-        ordered = sorted(reached_steps) + [np.inf] * (n_runs - len(reached_steps))
-        median_steps = float(np.median(ordered))
+    # Only where every run recorded its training time (runs of older results files did not)
+    timed = all("train_seconds" in run for run in runs)
+    seconds_to_threshold = [seconds_to_reach(run, threshold) for run in runs] if timed else None
     finals = [run["returns"][-1] for run in runs]
     areas = [float(np.mean(run["returns"])) for run in runs]
     return {
@@ -265,14 +402,44 @@ def summarise(runs: list[dict[str, Any]], threshold: float) -> dict[str, Any]:
         "auc_mean": float(np.mean(areas)),
         "auc_std": float(np.std(areas)),
         "steps_to_threshold": steps_to_threshold,
-        "median_steps_to_threshold": median_steps,
-        "seeds_reaching_threshold": len(reached_steps),
-        "n_seeds": n_runs,
+        "median_steps_to_threshold": median_to_threshold([float(s) if s is not None else None for s in steps_to_threshold]),
+        "seconds_to_threshold": seconds_to_threshold,
+        "median_seconds_to_threshold": None if seconds_to_threshold is None else median_to_threshold(seconds_to_threshold),
+        "seeds_reaching_threshold": sum(s is not None for s in steps_to_threshold),
+        "n_seeds": len(runs),
         "seconds_mean": float(np.mean([run["seconds"] for run in runs])),
     }
 
 
-def plot(results: dict[str, list[dict[str, Any]]], env_id: str, path: str) -> None:
+def threshold_text(row: dict[str, Any], key: str, timed: bool = True) -> str:
+    """:return: a median to the threshold as the table writes it: "n/a" without timing, "—" when not reached"""
+    if not timed:
+        return "n/a"
+    value = row[key]
+    return "—" if value is None or not np.isfinite(value) else f"{value:,.0f}"
+
+
+def env_threshold(env_id: str, runs: list[dict[str, Any]], threshold: float | None = None) -> tuple[float, str]:
+    """
+    :param env_id: environment id
+    :param runs: all the runs of the table
+    :param threshold: an explicit threshold (``--threshold``), or ``None``
+    :return: the threshold and how it was set: the explicit one, the environment's (:data:`THRESHOLDS`), or on
+        MinAtar DQN's final return (the mean over its seeds of the last evaluation return)
+    :raises ValueError: on MinAtar without DQN runs nor an explicit threshold
+    """
+    if threshold is not None:
+        return threshold, f"threshold {threshold:g}, given"
+    if env_id in THRESHOLDS:
+        return THRESHOLDS[env_id], f"threshold {THRESHOLDS[env_id]:g}"
+    finals = [run["returns"][-1] for run in runs if run["algo"] == "dqn"]
+    if not finals:
+        raise ValueError(f"{env_id}: the threshold is DQN's final return: add `dqn` to --algos, or give --threshold")
+    value = float(np.mean(finals))
+    return value, f"threshold {value:.2f}, DQN's final return"
+
+
+def plot(results: dict[str, list[dict[str, Any]]], env_id: str, path: str, threshold: float) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -286,7 +453,7 @@ def plot(results: dict[str, list[dict[str, Any]]], env_id: str, path: str) -> No
         mean, std = curves.mean(axis=0), curves.std(axis=0)
         axis.plot(steps, mean, label=algo)
         axis.fill_between(steps, mean - std, mean + std, alpha=0.2)
-    axis.axhline(THRESHOLDS[env_id], color="grey", linestyle="--", linewidth=1, label="threshold")
+    axis.axhline(threshold, color="grey", linestyle="--", linewidth=1, label="threshold")
     axis.set_xlabel("environment steps")
     axis.set_ylabel("evaluation return (greedy)")
     axis.set_title(f"{env_id}: mean ± std over {len(next(iter(results.values())))} seeds")
@@ -297,8 +464,17 @@ def plot(results: dict[str, list[dict[str, Any]]], env_id: str, path: str) -> No
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--env", required=True, choices=sorted(THRESHOLDS))
-    parser.add_argument("--algos", nargs="+", default=["dqn", "softq", "softq_lambda"])
+    parser.add_argument("--env", required=True, choices=[*sorted(THRESHOLDS), *MINATAR_ENVS])
+    parser.add_argument(
+        "--algos",
+        nargs="+",
+        default=["dqn", "softq", "softq_lambda"],
+        help="columns: dqn, qrdqn, softq, softq_lambda, and variants such as dqn:n_steps=3, softq_lambda:retrace, "
+        "softq_lambda:munchausen",
+    )
+    parser.add_argument(
+        "--threshold", type=float, default=None, help="return to reach (default: the environment's; MinAtar: DQN's final)"
+    )
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--eval-freq", type=int, default=2_500)
     parser.add_argument("--eval-episodes", type=int, default=10)
@@ -318,6 +494,13 @@ def main() -> None:
     unknown = sorted(set(args.rerun) - set(args.algos))
     if unknown:
         parser.error(f"--rerun {' '.join(unknown)}: not in --algos")
+    for algo in args.algos:
+        try:
+            variant_overrides(algo)
+        except ValueError as error:
+            parser.error(f"--algos: {error}")
+    if args.env not in THRESHOLDS and args.threshold is None and "dqn" not in args.algos:
+        parser.error(f"--env {args.env}: the threshold is DQN's final return: add dqn to --algos, or give --threshold")
 
     entries = {algo: zoo_entry(algo, args.env) for algo in args.algos}
     reused: dict[tuple[str, int], dict[str, Any]] = {}
@@ -353,14 +536,16 @@ def main() -> None:
         for algo in args.algos
         if (algo, seed) not in reused
     ]
-    threshold = THRESHOLDS[args.env]
+    # Known in advance, except DQN's final return on MinAtar (set once every run is done)
+    threshold = args.threshold if args.threshold is not None else THRESHOLDS.get(args.env)
     meta = {
         "command": "python benchmarks/bench_learning.py " + " ".join(f"{k}={v}" for k, v in vars(args).items()),
         "args": vars(args),
         "versions": versions(),
-        "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores, torch threads=1 per run",
+        "machine": f"{platform.machine()}, {cpu_model()}, {os.cpu_count()} CPU cores, torch threads=1 per run",
         "threshold": threshold,
         "seeds": list(range(args.seeds)),
+        "eval_max_episode_steps": MINATAR_EVAL_MAX_EPISODE_STEPS if is_minatar(args.env) else None,
     }
     if reused:
         meta["reused"] = {
@@ -379,20 +564,26 @@ def main() -> None:
             with open(args.out + ".json", "w") as handle:
                 json.dump({"meta": meta, "runs": [*reused.values(), *trained.values()]}, handle, indent=1)
             remove_checkpoint(args.checkpoints, run)
+            reached = "" if threshold is None else f"threshold first reached at {first_reached(run, threshold)} steps, "
             print(
                 f"[{done}/{len(jobs)}] {run['algo']} seed {run['seed']}: final return {run['returns'][-1]:.1f}, "
-                f"threshold first reached at {first_reached(run, threshold)} steps, {run['seconds']:.0f} s",
+                f"{reached}{run['seconds']:.0f} s",
                 file=sys.stderr,
                 flush=True,
             )
     runs = [{**reused, **trained}[algo, seed] for seed in range(args.seeds) for algo in args.algos]
     results = {algo: [run for run in runs if run["algo"] == algo] for algo in args.algos}
+    threshold, threshold_rule = env_threshold(args.env, runs, args.threshold)
+    meta["threshold"], meta["threshold_rule"] = threshold, threshold_rule
     summary = {algo: summarise(algo_runs, threshold) for algo, algo_runs in results.items()}
     with open(args.out + ".json", "w") as handle:
         json.dump({"meta": meta, "summary": summary, "runs": runs}, handle, indent=1)
+    episodes_cut = f", cut at {MINATAR_EVAL_MAX_EPISODE_STEPS:,} steps" if is_minatar(args.env) else ""
     lines = [
-        f"{args.env} (threshold {threshold:g}), {args.seeds} seeds, greedy evaluation every {args.eval_freq} steps "
-        f"over {args.eval_episodes} episodes; rl-zoo3 hyperparameters of each algorithm.",
+        f"{args.env} ({threshold_rule}), {args.seeds} seeds, greedy evaluation every {args.eval_freq} steps "
+        f"over {args.eval_episodes} episodes{episodes_cut}; rl-zoo3 hyperparameters of each algorithm"
+        f"{' (DQN and QR-DQN: benchmarks/hyperparams/)' if is_minatar(args.env) else ''}. Seconds: "
+        "wall-clock time of training (evaluations excluded) on one PyTorch thread.",
         "",
     ]
     resumed = [
@@ -413,20 +604,21 @@ def main() -> None:
             "",
         ]
     lines += [
-        "| algorithm | final return | area under curve | steps to threshold (median) | seeds reaching it |",
-        "| --- | ---: | ---: | ---: | ---: |",
+        "| algorithm | final return | area under curve | steps to threshold (median) | seconds to threshold (median) "
+        "| seeds reaching it |",
+        "| --- | ---: | ---: | ---: | ---: | ---: |",
     ]
     for algo, row in summary.items():
-        steps = row["median_steps_to_threshold"]
-        steps_text = "—" if steps is None or not np.isfinite(steps) else f"{steps:,.0f}"
+        steps_text = threshold_text(row, "median_steps_to_threshold")
+        seconds_text = threshold_text(row, "median_seconds_to_threshold", timed=row["seconds_to_threshold"] is not None)
         lines.append(
             f"| {algo} | {row['final_mean']:.1f} ± {row['final_std']:.1f} | {row['auc_mean']:.1f} ± {row['auc_std']:.1f} "
-            f"| {steps_text} | {row['seeds_reaching_threshold']}/{row['n_seeds']} |"
+            f"| {steps_text} | {seconds_text} | {row['seeds_reaching_threshold']}/{row['n_seeds']} |"
         )
     table = "\n".join(lines) + "\n"
     with open(args.out + ".md", "w") as handle:
         handle.write(table)
-    plot(results, args.env, args.out + ".png")
+    plot(results, args.env, args.out + ".png", threshold)
     print(table)
 
 
