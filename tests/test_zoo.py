@@ -431,3 +431,98 @@ def test_wheel_ships_hyperparams(tmp_path: Path) -> None:
         cwd=tmp_path, pythonpath=tmp_path / "site",
     )  # fmt: skip
     assert f"Loading hyperparameters from: {tmp_path / 'site' / 'sb3_softq' / 'hyperparams' / 'softq.yml'}" in output
+
+
+# Command line errors: a message naming what to change, a non-zero status, no traceback
+
+
+@pytest.mark.parametrize("blocked", ["rl_zoo3", "optuna"])
+@pytest.mark.parametrize("entry_point", ["module", "script"])
+def test_missing_zoo_extra_says_what_to_install(blocked: str, entry_point: str, tmp_path: Path) -> None:
+    """Without the ``zoo`` extra (here: one of its modules made unimportable), ``python -m sb3_softq.zoo`` and the
+    ``sb3-softq`` script (``sb3_softq.zoo.cli:main``) name the extra instead of failing on an import."""
+    run = {
+        "module": "import runpy; runpy.run_module('sb3_softq.zoo', run_name='__main__', alter_sys=True)",
+        "script": "from sb3_softq.zoo.cli import main; sys.exit(main())",
+    }[entry_point]
+    code = f"import sys; sys.modules[{blocked!r}] = None; sys.argv = ['sb3-softq', 'train', '--algo', 'softq']; {run}"
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    result = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1, result.stderr
+    assert 'pip install "sb3_softq[zoo]"' in result.stderr
+    assert blocked in result.stderr and "Traceback" not in result.stderr
+    # From Python, the names of sb3_softq.zoo say the same when first used
+    code = f"import sys; sys.modules[{blocked!r}] = None\nfrom sb3_softq.zoo import register"
+    result = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1
+    hint = 'the rl-zoo3 integration needs the `zoo` extra: pip install "sb3_softq[zoo]"'
+    assert f"ModuleNotFoundError: sb3_softq.zoo.register: {hint}" in result.stderr
+
+
+def zoo_error(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], *args: str) -> str:
+    """Run ``main(args)`` in this process, check that it exits with status 2 and return its error message."""
+    monkeypatch.setattr(sys, "argv", list(sys.argv))
+    with pytest.raises(SystemExit) as excinfo:
+        main(list(args))
+    assert excinfo.value.code == 2
+    error = capsys.readouterr().err
+    assert error.startswith(f"sb3_softq.zoo {args[0]}: error: ") and "Traceback" not in error
+    return error
+
+
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["-optimize", "--n-trials", "0"], "--n-trials must be at least 1 with -optimize, got 0"),
+        (["-optimize", "--n-trials", "-3"], "--n-trials must be at least 1 with -optimize, got -3"),
+        (["-optimize", "--max-total-trials", "0"], "--max-total-trials must be at least 1, got 0"),
+        (["--trial-id", "3"], "--trial-id needs the --storage and --study-name"),
+        (["--trial-id", "0", "--storage", "sqlite:///study.db"], "--trial-id needs the --storage and --study-name"),
+        (["-optimize", "--heartbeat-interval", "5"], "--heartbeat-interval needs a relational database --storage"),
+        (["-optimize", "--storage", "study.log", "--heartbeat-interval", "5"], "--heartbeat-interval needs a relational"),
+        (["-optimize", "--storage", "sqlite:///s.db", "--heartbeat-interval", "0"], "--heartbeat-interval must be a positive"),
+        (["-optimize", "--storage", "sqlite:///s.db", "--grace-period", "10"], "--grace-period needs --heartbeat-interval"),
+    ],
+)
+def test_bad_arguments_are_named(
+    flags: list[str], message: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert message in zoo_error(monkeypatch, capsys, "train", "--algo", "softq", "--env", ENV_ID, *flags)
+    assert not (tmp_path / "logs").exists()
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        ("- CartPole-v1\n- Acrobot-v1\n", "its top level is a list"),
+        ("just a string\n", "its top level is a str"),
+        ("", "its top level is a NoneType"),
+        ("CartPole-v1: [1, 2]\n", "The entry 'CartPole-v1' of the hyperparameter file"),
+        ("CartPole-v1: {policy: [\n", "is not valid YAML"),
+    ],
+)
+def test_bad_conf_file_is_named(
+    content: str, message: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "bad.yml").write_text(content)
+    error = zoo_error(monkeypatch, capsys, "train", "--algo", "softq_lambda", "--env", ENV_ID, "-conf", "bad.yml")
+    assert message in error and "bad.yml" in error
+
+
+def test_missing_conf_file_is_named(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    error = zoo_error(monkeypatch, capsys, "train", "--algo", "softq", "--env", ENV_ID, "-conf", "missing.yml")
+    assert "Cannot read the hyperparameter file missing.yml: No such file or directory" in error
+
+
+def test_train_help_lists_our_flags(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setattr(sys, "argv", list(sys.argv))
+    with pytest.raises(SystemExit) as excinfo:
+        main(["train", "--help"])
+    assert excinfo.value.code == 0
+    help_text = capsys.readouterr().out
+    assert "--heartbeat-interval" in help_text and "--grace-period" in help_text and "--n-trials" in help_text
