@@ -324,30 +324,31 @@ def test_distributed_tuning_survives_a_killed_worker(postgres_url: str, tmp_path
         return optuna.load_study(study_name=study_name, storage=postgres_url).get_trials(deepcopy=False, states=states)
 
     running, complete = optuna.trial.TrialState.RUNNING, optuna.trial.TrialState.COMPLETE
+    logs = {name: tmp_path / name / "output.txt" for name in ["victim", "survivor", "restarted"]}
     # The victim: one long trial. The survivor, started once the victim's trial runs: short trials.
-    victim = tuning_worker(postgres_url, study_name, 1, 1_000_000, seed=1, log=tmp_path / "victim" / "output.txt")
+    victim = tuning_worker(postgres_url, study_name, 1, 1_000_000, seed=1, log=logs["victim"])
     with killed_on_exit(victim):
         wait_for(lambda: len(trials(running)) == 1, victim, 90, "the victim's trial")
         (victim_trial,) = trials(running)
-        survivor = tuning_worker(postgres_url, study_name, 4, 500, seed=2, log=tmp_path / "survivor" / "output.txt")
+        survivor = tuning_worker(postgres_url, study_name, 3, 200, seed=2, log=logs["survivor"])
         with killed_on_exit(survivor):
             wait_for(lambda: len(trials(complete)) >= 1, survivor, 90, "the survivor's first trial")
             first_complete = trials(complete)
             assert victim.poll() is None  # still in its trial
             victim.send_signal(signal.SIGKILL)
             victim.wait(timeout=30)
-            finished(survivor, tmp_path / "survivor" / "output.txt", timeout=120)
-
-    # Marked failed by the survivor (or, had the survivor ended within the grace period, by the restarted worker)
-    restarted = tuning_worker(postgres_url, study_name, 1, 500, seed=3, log=tmp_path / "restarted" / "output.txt")
-    with killed_on_exit(restarted):
-        finished(restarted, tmp_path / "restarted" / "output.txt", timeout=120)
+            # Restarted at once: it starts its trial after the grace period (its start-up takes longer), so the
+            # victim's trial is marked failed by the survivor or, at the latest, by the restarted worker
+            restarted = tuning_worker(postgres_url, study_name, 1, 200, seed=3, log=logs["restarted"])
+            with killed_on_exit(restarted):
+                finished(survivor, logs["survivor"], timeout=120)
+                finished(restarted, logs["restarted"], timeout=120)
 
     study = optuna.load_study(study_name=study_name, storage=postgres_url)
     states = {trial.number: trial.state for trial in study.trials}
     assert states[victim_trial.number] == optuna.trial.TrialState.FAIL
-    assert sorted(states.values()).count(complete) == 5  # the survivor's 4 and the restarted worker's 1
-    assert len(states) == 6 and not study.get_trials(states=(running,))
+    assert list(states.values()).count(complete) == 4  # the survivor's 3 and the restarted worker's 1
+    assert len(states) == 5 and not study.get_trials(states=(running,))
     # The trials completed before the kill are unchanged
     for before in first_complete:
         after = study.trials[before.number]
