@@ -6,7 +6,6 @@ import os
 import shutil
 import subprocess
 import sys
-import warnings
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -24,6 +23,7 @@ from rl_zoo3 import hyperparams_opt
 from rl_zoo3.exp_manager import ExperimentManager
 
 from sb3_softq import SoftQ, SoftQLambda
+from sb3_softq.common.traces import TRACES
 from sb3_softq.zoo import ZOO_ALGOS, hyperparams_path, load_hyperparams, minimal_replay_buffer, register
 from sb3_softq.zoo import ExperimentManager as ZooExperimentManager
 from sb3_softq.zoo.cli import COMMANDS, main
@@ -222,10 +222,10 @@ def test_load_hyperparams_falls_back_as_rl_zoo3_does(algo: str, tmp_path: Path) 
 
 @pytest.mark.parametrize("algo", ALGO_NAMES)
 def test_samplers(algo: str) -> None:
-    """Sampled values come from ``trial.params`` only (``--trial-id`` reproduces them) and build a model."""
+    """Sampled values come from ``trial.params`` only (``--trial-id`` reproduces them) and are within their ranges."""
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0), direction="maximize")
-    seen_traces, seen_modes = set(), set()
-    for _ in range(12):
+    seen_traces, seen_modes, seen_munchausen = set(), set(), set()
+    for _ in range(16):
         trial = study.ask()
         sampled = HYPERPARAMS_SAMPLER[algo](trial, 0, 1, {"using_her_replay_buffer": False, "her_kwargs": {}})
         assert sampled == HYPERPARAMS_CONVERTER[algo](dict(trial.params))
@@ -237,16 +237,22 @@ def test_samplers(algo: str) -> None:
             assert 0 < sampled["target_entropy"] < 0.7
         else:  # replaces a target entropy of the YAML entry, which a fixed temperature would ignore
             assert sampled["target_entropy"] == "auto"
+            assert 1e-3 <= sampled["ent_coef"] <= 1
+        # The Munchausen term: off or on, with the algorithm's default clip
+        assert sampled["munchausen_coef"] in (0.0, 0.9) and "munchausen_clip" not in sampled
+        seen_munchausen.add(sampled["munchausen_coef"])
         if algo == "softq_lambda":
+            assert sampled["trace"] in TRACES
             seen_traces.add(sampled["trace"])
             assert 0.5 <= sampled["trace_lambda"] <= 1
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", UserWarning)  # e.g. an ignored target entropy
-            ZOO_ALGOS[algo]("MlpPolicy", ENV_ID, buffer_size=100, **{"target_entropy": 0.3, **sampled})
+            assert sampled["sequence_length"] in (4, 8, 16, 32)
         study.tell(trial, 0.0)
     assert seen_modes == {True, False}
+    assert seen_munchausen == {0.0, 0.9}
     if algo == "softq_lambda":
         assert len(seen_traces) > 1
+        # Every trace of the registry can be sampled
+        assert trial.distributions["trace"].choices == TRACES  # type: ignore[attr-defined]
 
 
 def test_enqueued_trial_gives_the_lunar_lander_entry() -> None:
@@ -256,9 +262,10 @@ def test_enqueued_trial_gives_the_lunar_lander_entry() -> None:
     study.enqueue_trial(
         dict(one_minus_gamma=0.01, batch_size_pow=6, learning_rate=4.8e-4, train_freq=4, subsample_steps=2,
              target_update_interval=250, net_arch="medium", n_critics=1, ent_coef_mode="auto", target_entropy=0.414,
-             trace_lambda=0.733, sequence_length_pow=4, trace="tree_backup")
+             trace_lambda=0.733, sequence_length_pow=4, trace="tree_backup", munchausen_coef=0.0)
     )  # fmt: skip
     sampled = HYPERPARAMS_SAMPLER["softq_lambda"](study.ask(), 0, 1, {})
+    assert sampled.pop("munchausen_coef") == 0.0  # the algorithm's default, which the entry leaves out
     entry = load_yaml(Path(hyperparams_path("softq_lambda")))["LunarLander-v3"]
     assert sampled.pop("policy_kwargs") == eval(entry["policy_kwargs"])
     assert sampled.pop("gamma") == pytest.approx(entry["gamma"])
