@@ -77,6 +77,7 @@ class ExperimentManager(RLZooExperimentManager):
             )
         self.heartbeat_interval = heartbeat_interval
         self.grace_period = grace_period
+        self._heartbeat_storage: optuna.storages.RDBStorage | None = None
 
     def read_hyperparameters(self) -> tuple[dict[str, Any], dict[str, Any]]:
         """
@@ -206,13 +207,16 @@ class ExperimentManager(RLZooExperimentManager):
         if self.heartbeat_interval is None:
             return super().objective(trial)
         assert self.storage is not None
-        storage = optuna.storages.RDBStorage(
-            self.storage, heartbeat_interval=self.heartbeat_interval, grace_period=self.grace_period
-        )
+        if self._heartbeat_storage is None:
+            self._heartbeat_storage = optuna.storages.RDBStorage(
+                self.storage, heartbeat_interval=self.heartbeat_interval, grace_period=self.grace_period
+            )
+        storage = self._heartbeat_storage
         study = optuna.load_study(study_name=trial.study.study_name, storage=storage)
         failed = optuna.storages.fail_stale_trials(study)
         if failed and self.verbose > 0:
             print(f"Trials marked as failed (no heartbeat for {storage.get_heartbeat_interval()} s and more): {failed}")
+        # The trial's id in the storage (Optuna's own heartbeat reads the same attribute)
         with _heartbeat(storage, trial._trial_id, self.heartbeat_interval):
             return super().objective(trial)
 
