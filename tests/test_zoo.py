@@ -533,3 +533,37 @@ def test_train_help_lists_our_flags(monkeypatch: pytest.MonkeyPatch, capsys: pyt
     assert excinfo.value.code == 0
     help_text = capsys.readouterr().out
     assert "--heartbeat-interval" in help_text and "--grace-period" in help_text and "--n-trials" in help_text
+
+
+def test_record_training_records_through_our_entry_point(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Each model of the run (final, best, checkpoints) is recorded by this interpreter's ``sb3_softq.zoo record_video``
+    (rl-zoo3's script starts ``python -m rl_zoo3.record_video``), then the videos are joined with ffmpeg."""
+    from sb3_softq.zoo import record_training
+
+    run_dir = tmp_path / "logs" / "softq" / f"{ENV_ID}_1"
+    run_dir.mkdir(parents=True)
+    for name in [f"{ENV_ID}.zip", "best_model.zip", "rl_model_200_steps.zip", "rl_model_100_steps.zip"]:
+        (run_dir / name).touch()
+    calls: list[list[str]] = []
+
+    def call(command: list[str]) -> int:
+        calls.append([str(part) for part in command])
+        return 0
+
+    monkeypatch.setattr(record_training.subprocess, "call", call)
+    monkeypatch.setattr(sys, "argv", ["record_training", "--algo", "softq", "--env", ENV_ID, "-f", str(tmp_path / "logs")])
+    register()
+    record_training.record_training()
+    recordings = [command for command in calls if command[:4] == [sys.executable, "-m", "sb3_softq.zoo", "record_video"]]
+    assert len(recordings) == 4 and all("--exp-id" in command and "1" in command for command in recordings)
+    assert recordings[1][-1] == "--load-best"
+    assert [command[-2:] for command in recordings[2:]] == [["--load-checkpoint", "100"], ["--load-checkpoint", "200"]]
+    assert all(command[0] == "ffmpeg" for command in calls[4:])
+    assert (run_dir / "videos").is_dir()
+    assert f"Saving video to {run_dir.resolve() / 'videos' / 'training.mp4'}" in capsys.readouterr().out
+    # A failed recording stops the command with a message
+    monkeypatch.setattr(record_training.subprocess, "call", lambda command: 1)
+    with pytest.raises(SystemExit, match="Failed to record the final model"):
+        record_training.record_training()
