@@ -56,12 +56,15 @@ def params_flags(params: dict[str, Any]) -> list[str]:
     return ["-params", *(f"{key}:{value!r}" for key, value in params.items())]
 
 
-def wait_for(condition: Callable[[], bool], process: subprocess.Popen, timeout: float, what: str) -> None:
-    """Wait until ``condition()`` holds, failing if ``process`` ends first or after ``timeout`` seconds."""
+def wait_for(
+    condition: Callable[[], bool], process: subprocess.Popen, timeout: float, what: str, log: Path | None = None
+) -> None:
+    """Wait until ``condition()`` holds, failing if ``process`` (its output in ``log`` or its pipe) ends first or after
+    ``timeout`` seconds."""
     deadline = time.monotonic() + timeout
     while not condition():
         if process.poll() is not None:
-            output = process.stdout.read() if process.stdout is not None else ""
+            output = log.read_text() if log is not None else process.stdout.read() if process.stdout is not None else ""
             pytest.fail(f"The process ended (status {process.returncode}) before {what}:\n{output}")
         if time.monotonic() > deadline:
             pytest.fail(f"Timed out waiting for {what}")
@@ -328,11 +331,11 @@ def test_distributed_tuning_survives_a_killed_worker(postgres_url: str, tmp_path
     # The victim: one long trial. The survivor, started once the victim's trial runs: short trials.
     victim = tuning_worker(postgres_url, study_name, 1, 1_000_000, seed=1, log=logs["victim"])
     with killed_on_exit(victim):
-        wait_for(lambda: len(trials(running)) == 1, victim, 90, "the victim's trial")
+        wait_for(lambda: len(trials(running)) == 1, victim, 90, "the victim's trial", logs["victim"])
         (victim_trial,) = trials(running)
         survivor = tuning_worker(postgres_url, study_name, 3, 200, seed=2, log=logs["survivor"])
         with killed_on_exit(survivor):
-            wait_for(lambda: len(trials(complete)) >= 1, survivor, 90, "the survivor's first trial")
+            wait_for(lambda: len(trials(complete)) >= 1, survivor, 90, "the survivor's first trial", logs["survivor"])
             first_complete = trials(complete)
             assert victim.poll() is None  # still in its trial
             victim.send_signal(signal.SIGKILL)
