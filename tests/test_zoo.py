@@ -1,11 +1,11 @@
 """rl-zoo3 integration: ``python -m sb3_softq.zoo`` train / enjoy / optimize / reload a trial / packaging."""
 
 import argparse
+import importlib
 import os
 import shutil
 import subprocess
 import sys
-import warnings
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -23,8 +23,10 @@ from rl_zoo3 import hyperparams_opt
 from rl_zoo3.exp_manager import ExperimentManager
 
 from sb3_softq import SoftQ, SoftQLambda
-from sb3_softq.zoo import ZOO_ALGOS, hyperparams_path, load_hyperparams, register
-from sb3_softq.zoo.cli import COMMANDS, main, minimal_replay_buffer
+from sb3_softq.common.traces import TRACES
+from sb3_softq.zoo import ZOO_ALGOS, hyperparams_path, load_hyperparams, minimal_replay_buffer, register
+from sb3_softq.zoo import ExperimentManager as ZooExperimentManager
+from sb3_softq.zoo.cli import COMMANDS, main
 from sb3_softq.zoo.samplers import HYPERPARAMS_CONVERTER, HYPERPARAMS_SAMPLER
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -57,12 +59,14 @@ SMALL_PARAMS = {
 SMALL_OPTIM_PARAMS = ["learning_starts:100", "buffer_size:1000"]
 
 
-def run_zoo(*args: str, cwd: Path, pythonpath: Path | None = None, timeout: float = 120) -> str:
-    """Run ``python -m sb3_softq.zoo <args>`` in ``cwd``, check that it succeeds and return its output."""
+def run_zoo_unchecked(
+    *args: str, cwd: Path, pythonpath: Path | None = None, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
+    """Run ``python -m sb3_softq.zoo <args>`` in ``cwd``."""
     env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", MPLBACKEND="Agg")
     if pythonpath is not None:
         env["PYTHONPATH"] = str(pythonpath)
-    result = subprocess.run(
+    return subprocess.run(
         [sys.executable, "-m", "sb3_softq.zoo", *args],
         cwd=cwd,
         env=env,
@@ -70,6 +74,11 @@ def run_zoo(*args: str, cwd: Path, pythonpath: Path | None = None, timeout: floa
         text=True,
         timeout=timeout,
     )
+
+
+def run_zoo(*args: str, cwd: Path, pythonpath: Path | None = None, timeout: float = 120) -> str:
+    """Run ``python -m sb3_softq.zoo <args>`` in ``cwd``, check that it succeeds and return its output."""
+    result = run_zoo_unchecked(*args, cwd=cwd, pythonpath=pythonpath, timeout=timeout)
     output = result.stdout + result.stderr
     assert result.returncode == 0, output
     return output
@@ -98,10 +107,11 @@ def test_register_is_idempotent() -> None:
         assert hyperparams_opt.HYPERPARAMS_SAMPLER[name] is HYPERPARAMS_SAMPLER[name]
         assert hyperparams_opt.HYPERPARAMS_CONVERTER[name] is HYPERPARAMS_CONVERTER[name]
     assert ZOO_ALGOS == {"softq": SoftQ, "softq_lambda": SoftQLambda}
-    # rl-zoo3's own algorithms are still there, and the ExperimentManager is wrapped once
+    # rl-zoo3's own algorithms are still there, and its ExperimentManager is left as it is
     assert "dqn" in rl_zoo3.ALGOS
-    assert ExperimentManager.__init__.__wrapped__.__name__ == "__init__"  # type: ignore[attr-defined]
-    assert not hasattr(ExperimentManager.__init__.__wrapped__, "__wrapped__")  # type: ignore[attr-defined]
+    assert ExperimentManager.__init__.__module__ == "rl_zoo3.exp_manager"
+    assert not hasattr(ExperimentManager.__init__, "__wrapped__")
+    assert issubclass(ZooExperimentManager, ExperimentManager)
 
 
 def test_cli_lists_our_algorithms(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
@@ -117,36 +127,55 @@ def test_cli_lists_our_algorithms(monkeypatch: pytest.MonkeyPatch, capsys: pytes
 
 @pytest.mark.parametrize("command", sorted(COMMANDS))
 def test_every_command_starts(command: str, tmp_path: Path) -> None:
-    """Each command imports rl-zoo3's script and parses its flags (e.g. push_to_hub, whose imports depend on the
-    installed huggingface_sb3)."""
+    """Each command imports rl-zoo3's script and parses its flags, except push_to_hub with a huggingface_sb3 that
+    rl-zoo3 2.9's script cannot import, which says what to install."""
+    if command == "push_to_hub" and not hasattr(importlib.import_module("huggingface_sb3.push_to_hub"), "generate_metadata"):
+        result = run_zoo_unchecked(command, "--help", cwd=tmp_path)
+        assert result.returncode == 1
+        assert 'pip install "sb3-team-hf-integration<3.2"' in result.stderr and "Traceback" not in result.stderr
+        return
     assert "usage" in run_zoo(command, "--help", cwd=tmp_path).lower()
 
 
 @pytest.mark.parametrize("algo", ALGO_NAMES)
 def test_default_conf_file(algo: str, tmp_path: Path) -> None:
     register()
-    manager = ExperimentManager(argparse.Namespace(), algo, ENV_ID, str(tmp_path))
+    manager = ZooExperimentManager(argparse.Namespace(), algo, ENV_ID, str(tmp_path))
     assert manager.config == hyperparams_path(algo)
     assert Path(manager.config).is_file()
     hyperparams = load_yaml(Path(manager.config))
     assert {"default", "atari", "CartPole-v1", "Acrobot-v1", "MountainCar-v0", "LunarLander-v3"} <= set(hyperparams)
     # An explicit config file is kept, and other algorithms are untouched
-    assert ExperimentManager(argparse.Namespace(), algo, ENV_ID, str(tmp_path), config="my.yml").config == "my.yml"
-    dqn_config = ExperimentManager(argparse.Namespace(), "dqn", ENV_ID, str(tmp_path)).config
-    assert dqn_config == str(Path(rl_zoo3.__file__).parent / "hyperparams" / "dqn.yml")
+    assert ZooExperimentManager(argparse.Namespace(), algo, ENV_ID, str(tmp_path), config="my.yml").config == "my.yml"
+    dqn_config = str(Path(rl_zoo3.__file__).parent / "hyperparams" / "dqn.yml")
+    assert ZooExperimentManager(argparse.Namespace(), "dqn", ENV_ID, str(tmp_path)).config == dqn_config
+    # rl-zoo3's own manager keeps its own default
+    assert ExperimentManager(argparse.Namespace(), algo, ENV_ID, str(tmp_path)).config.startswith(
+        str(Path(rl_zoo3.__file__).parent)
+    )
 
 
 @pytest.mark.parametrize("algo", ALGO_NAMES)
 def test_hyperparams_files_build_models(algo: str) -> None:
-    """Every entry of the yml files (but Atari) is accepted by the algorithm's constructor."""
-    for env_id, hyperparams in load_yaml(Path(hyperparams_path(algo))).items():
-        if env_id in ("default", "atari"):
-            continue
-        kwargs = {key: value for key, value in hyperparams.items() if key not in ("n_timesteps", "policy")}
-        if "policy_kwargs" in kwargs:
-            kwargs["policy_kwargs"] = eval(kwargs["policy_kwargs"])
-        kwargs["buffer_size"] = 100
-        ZOO_ALGOS[algo](hyperparams["policy"], env_id, **kwargs)
+    """Every entry of the yml files (but Atari) builds a model with the entry's values."""
+    env_ids = [env_id for env_id in load_yaml(Path(hyperparams_path(algo))) if env_id not in ("default", "atari")]
+    assert {"CartPole-v1", "Acrobot-v1", "MountainCar-v0", "LunarLander-v3"} <= set(env_ids)
+    for env_id in env_ids:
+        entry = load_yaml(Path(hyperparams_path(algo)))[env_id]
+        policy, kwargs, n_timesteps = load_hyperparams(algo, env_id)
+        assert (policy, n_timesteps) == (entry["policy"], int(entry["n_timesteps"]))
+        model = ZOO_ALGOS[algo](policy, env_id, **{**kwargs, "buffer_size": 100})
+        assert model.buffer_size == 100
+        for key in ["gamma", "batch_size", "learning_starts", "gradient_steps", "target_update_interval", "n_critics",
+                    "sequence_length", "trace_lambda", "trace"]:  # fmt: skip
+            if key in entry:
+                assert getattr(model, key) == entry[key], (env_id, key)
+        if isinstance(entry.get("learning_rate"), float):
+            assert model.lr_schedule(1.0) == pytest.approx(entry["learning_rate"]), env_id
+        if "policy_kwargs" in entry:
+            assert model.policy.net_arch == eval(entry["policy_kwargs"])["net_arch"], env_id
+        if "train_freq" in entry:
+            assert model.train_freq.frequency == entry["train_freq"], env_id
 
 
 def test_load_hyperparams_reads_entries_as_rl_zoo3_does(tmp_path: Path) -> None:
@@ -193,10 +222,10 @@ def test_load_hyperparams_falls_back_as_rl_zoo3_does(algo: str, tmp_path: Path) 
 
 @pytest.mark.parametrize("algo", ALGO_NAMES)
 def test_samplers(algo: str) -> None:
-    """Sampled values come from ``trial.params`` only (``--trial-id`` reproduces them) and build a model."""
+    """Sampled values come from ``trial.params`` only (``--trial-id`` reproduces them) and are within their ranges."""
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0), direction="maximize")
-    seen_traces, seen_modes = set(), set()
-    for _ in range(12):
+    seen_traces, seen_modes, seen_munchausen = set(), set(), set()
+    for _ in range(16):
         trial = study.ask()
         sampled = HYPERPARAMS_SAMPLER[algo](trial, 0, 1, {"using_her_replay_buffer": False, "her_kwargs": {}})
         assert sampled == HYPERPARAMS_CONVERTER[algo](dict(trial.params))
@@ -208,16 +237,22 @@ def test_samplers(algo: str) -> None:
             assert 0 < sampled["target_entropy"] < 0.7
         else:  # replaces a target entropy of the YAML entry, which a fixed temperature would ignore
             assert sampled["target_entropy"] == "auto"
+            assert 1e-3 <= sampled["ent_coef"] <= 1
+        # The Munchausen term: off or on, with the algorithm's default clip
+        assert sampled["munchausen_coef"] in (0.0, 0.9) and "munchausen_clip" not in sampled
+        seen_munchausen.add(sampled["munchausen_coef"])
         if algo == "softq_lambda":
+            assert sampled["trace"] in TRACES
             seen_traces.add(sampled["trace"])
             assert 0.5 <= sampled["trace_lambda"] <= 1
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", UserWarning)  # e.g. an ignored target entropy
-            ZOO_ALGOS[algo]("MlpPolicy", ENV_ID, buffer_size=100, **{"target_entropy": 0.3, **sampled})
+            assert sampled["sequence_length"] in (4, 8, 16, 32)
         study.tell(trial, 0.0)
     assert seen_modes == {True, False}
+    assert seen_munchausen == {0.0, 0.9}
     if algo == "softq_lambda":
         assert len(seen_traces) > 1
+        # Every trace of the registry can be sampled
+        assert trial.distributions["trace"].choices == TRACES  # type: ignore[attr-defined]
 
 
 def test_enqueued_trial_gives_the_lunar_lander_entry() -> None:
@@ -227,9 +262,10 @@ def test_enqueued_trial_gives_the_lunar_lander_entry() -> None:
     study.enqueue_trial(
         dict(one_minus_gamma=0.01, batch_size_pow=6, learning_rate=4.8e-4, train_freq=4, subsample_steps=2,
              target_update_interval=250, net_arch="medium", n_critics=1, ent_coef_mode="auto", target_entropy=0.414,
-             trace_lambda=0.733, sequence_length_pow=4, trace="tree_backup")
+             trace_lambda=0.733, sequence_length_pow=4, trace="tree_backup", munchausen_coef=0.0)
     )  # fmt: skip
     sampled = HYPERPARAMS_SAMPLER["softq_lambda"](study.ask(), 0, 1, {})
+    assert sampled.pop("munchausen_coef") == 0.0  # the algorithm's default, which the entry leaves out
     entry = load_yaml(Path(hyperparams_path("softq_lambda")))["LunarLander-v3"]
     assert sampled.pop("policy_kwargs") == eval(entry["policy_kwargs"])
     assert sampled.pop("gamma") == pytest.approx(entry["gamma"])
@@ -402,3 +438,132 @@ def test_wheel_ships_hyperparams(tmp_path: Path) -> None:
         cwd=tmp_path, pythonpath=tmp_path / "site",
     )  # fmt: skip
     assert f"Loading hyperparameters from: {tmp_path / 'site' / 'sb3_softq' / 'hyperparams' / 'softq.yml'}" in output
+
+
+# Command line errors: a message naming what to change, a non-zero status, no traceback
+
+
+@pytest.mark.parametrize("blocked", ["rl_zoo3", "optuna"])
+@pytest.mark.parametrize("entry_point", ["module", "script"])
+def test_missing_zoo_extra_says_what_to_install(blocked: str, entry_point: str, tmp_path: Path) -> None:
+    """Without the ``zoo`` extra (here: one of its modules made unimportable), ``python -m sb3_softq.zoo`` and the
+    ``sb3-softq`` script (``sb3_softq.zoo.cli:main``) name the extra instead of failing on an import."""
+    run = {
+        "module": "import runpy; runpy.run_module('sb3_softq.zoo', run_name='__main__', alter_sys=True)",
+        "script": "from sb3_softq.zoo.cli import main; sys.exit(main())",
+    }[entry_point]
+    code = f"import sys; sys.modules[{blocked!r}] = None; sys.argv = ['sb3-softq', 'train', '--algo', 'softq']; {run}"
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    result = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1, result.stderr
+    assert 'pip install "sb3_softq[zoo]"' in result.stderr
+    assert blocked in result.stderr and "Traceback" not in result.stderr
+    # From Python, the names of sb3_softq.zoo say the same when first used
+    code = f"import sys; sys.modules[{blocked!r}] = None\nfrom sb3_softq.zoo import register"
+    result = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1
+    hint = 'the rl-zoo3 integration needs the `zoo` extra: pip install "sb3_softq[zoo]"'
+    assert f"ModuleNotFoundError: sb3_softq.zoo.register: {hint}" in result.stderr
+
+
+def zoo_error(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], *args: str) -> str:
+    """Run ``main(args)`` in this process, check that it exits with status 2 and return its error message."""
+    monkeypatch.setattr(sys, "argv", list(sys.argv))
+    with pytest.raises(SystemExit) as excinfo:
+        main(list(args))
+    assert excinfo.value.code == 2
+    error = capsys.readouterr().err
+    assert error.startswith(f"sb3_softq.zoo {args[0]}: error: ") and "Traceback" not in error
+    return error
+
+
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["-optimize", "--n-trials", "0"], "--n-trials must be at least 1 with -optimize, got 0"),
+        (["-optimize", "--n-trials", "-3"], "--n-trials must be at least 1 with -optimize, got -3"),
+        (["-optimize", "--max-total-trials", "0"], "--max-total-trials must be at least 1, got 0"),
+        (["--trial-id", "3"], "--trial-id needs the --storage and --study-name"),
+        (["--trial-id", "0", "--storage", "sqlite:///study.db"], "--trial-id needs the --storage and --study-name"),
+        (["-optimize", "--heartbeat-interval", "5"], "--heartbeat-interval needs a relational database --storage"),
+        (["-optimize", "--storage", "study.log", "--heartbeat-interval", "5"], "--heartbeat-interval needs a relational"),
+        (["-optimize", "--storage", "sqlite:///s.db", "--heartbeat-interval", "0"], "--heartbeat-interval must be a positive"),
+        (["-optimize", "--storage", "sqlite:///s.db", "--grace-period", "10"], "--grace-period needs --heartbeat-interval"),
+    ],
+)
+def test_bad_arguments_are_named(
+    flags: list[str], message: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert message in zoo_error(monkeypatch, capsys, "train", "--algo", "softq", "--env", ENV_ID, *flags)
+    assert not (tmp_path / "logs").exists()
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        ("- CartPole-v1\n- Acrobot-v1\n", "its top level is a list"),
+        ("just a string\n", "its top level is a str"),
+        ("", "its top level is a NoneType"),
+        ("CartPole-v1: [1, 2]\n", "The entry 'CartPole-v1' of the hyperparameter file"),
+        ("CartPole-v1: {policy: [\n", "is not valid YAML"),
+    ],
+)
+def test_bad_conf_file_is_named(
+    content: str, message: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "bad.yml").write_text(content)
+    error = zoo_error(monkeypatch, capsys, "train", "--algo", "softq_lambda", "--env", ENV_ID, "-conf", "bad.yml")
+    assert message in error and "bad.yml" in error
+
+
+def test_missing_conf_file_is_named(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    error = zoo_error(monkeypatch, capsys, "train", "--algo", "softq", "--env", ENV_ID, "-conf", "missing.yml")
+    assert "Cannot read the hyperparameter file missing.yml: No such file or directory" in error
+
+
+def test_train_help_lists_our_flags(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setattr(sys, "argv", list(sys.argv))
+    with pytest.raises(SystemExit) as excinfo:
+        main(["train", "--help"])
+    assert excinfo.value.code == 0
+    help_text = capsys.readouterr().out
+    assert "--heartbeat-interval" in help_text and "--grace-period" in help_text and "--n-trials" in help_text
+
+
+def test_record_training_records_through_our_entry_point(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Each model of the run (final, best, checkpoints) is recorded by this interpreter's ``sb3_softq.zoo record_video``
+    (rl-zoo3's script starts ``python -m rl_zoo3.record_video``), then the videos are joined with ffmpeg."""
+    from sb3_softq.zoo import record_training
+
+    run_dir = tmp_path / "logs" / "softq" / f"{ENV_ID}_1"
+    run_dir.mkdir(parents=True)
+    for name in [f"{ENV_ID}.zip", "best_model.zip", "rl_model_200_steps.zip", "rl_model_100_steps.zip"]:
+        (run_dir / name).touch()
+    calls: list[list[str]] = []
+
+    def call(command: list[str]) -> int:
+        calls.append([str(part) for part in command])
+        return 0
+
+    monkeypatch.setattr(record_training.subprocess, "call", call)
+    monkeypatch.setattr(sys, "argv", ["record_training", "--algo", "softq", "--env", ENV_ID, "-f", str(tmp_path / "logs")])
+    register()
+    record_training.record_training()
+    recordings = [command for command in calls if command[:4] == [sys.executable, "-m", "sb3_softq.zoo", "record_video"]]
+    assert len(recordings) == 4 and all("--exp-id" in command and "1" in command for command in recordings)
+    assert recordings[1][-1] == "--load-best"
+    assert [command[-2:] for command in recordings[2:]] == [["--load-checkpoint", "100"], ["--load-checkpoint", "200"]]
+    assert all(command[0] == "ffmpeg" for command in calls[4:])
+    assert (run_dir / "videos").is_dir()
+    assert f"Saving video to {run_dir.resolve() / 'videos' / 'training.mp4'}" in capsys.readouterr().out
+    # A failed recording stops the command with a message
+    monkeypatch.setattr(record_training.subprocess, "call", lambda command: 1)
+    with pytest.raises(SystemExit, match="Failed to record the final model"):
+        record_training.record_training()

@@ -2,177 +2,147 @@
 Command line entry point: ``python -m sb3_softq.zoo <command> [rl-zoo3 flags]`` (or ``sb3-softq <command> ...``).
 
 It registers SoftQ and SoftQLambda in rl-zoo3 (see :func:`sb3_softq.zoo.register`) and then runs rl-zoo3's own
-script for ``<command>``, with rl-zoo3's flags unchanged.
+script for ``<command>``, with rl-zoo3's flags unchanged. ``train`` runs with :class:`sb3_softq.zoo.ExperimentManager`
+and takes two more flags, ``--heartbeat-interval`` and ``--grace-period`` (distributed tuning).
+
+rl-zoo3 is imported only once a command runs, so that without the ``zoo`` extra the command says what to install.
 """
 
-import contextlib
+import argparse
+import functools
 import importlib
-import json
 import runpy
-import subprocess
 import sys
-import zipfile
-from collections.abc import Callable, Iterator
-from typing import Any
+import types
+from collections.abc import Callable
 
-from rl_zoo3.utils import ALGOS
-from stable_baselines3.common.base_class import BaseAlgorithm
-
-from sb3_softq.zoo.registration import ZOO_ALGOS, register
+#: Top-level modules of the ``zoo`` extra: a command failing to import one of them needs ``pip install "sb3_softq[zoo]"``
+ZOO_EXTRA_MODULES = ("rl_zoo3", "optuna", "sb3_contrib", "yaml", "huggingface_sb3", "huggingface_hub", "pandas", "seaborn")
+ZOO_EXTRA_HINT = 'the rl-zoo3 integration needs the `zoo` extra: pip install "sb3_softq[zoo]"'
 
 
-def _train() -> None:
-    from rl_zoo3.train import train
+def _train_parser() -> argparse.ArgumentParser:
+    """:return: the parser of the flags that ``train`` takes on top of rl-zoo3's"""
+    parser = argparse.ArgumentParser(prog="python -m sb3_softq.zoo train", add_help=False, allow_abbrev=False)
+    parser.add_argument(
+        "--heartbeat-interval",
+        type=int,
+        default=None,
+        help="With -optimize and a database --storage: record each trial's heartbeat every this many seconds, and "
+        "mark as failed the running trials of workers that stopped sending theirs (Optuna's RDBStorage heartbeat)",
+    )
+    parser.add_argument(
+        "--grace-period",
+        type=int,
+        default=None,
+        help="Seconds without a heartbeat after which a running trial is marked as failed (default: twice "
+        "--heartbeat-interval)",
+    )
+    return parser
 
-    train()
+
+def train(heartbeat_interval: int | None = None, grace_period: int | None = None) -> None:
+    """
+    rl-zoo3's ``train()`` (which reads ``sys.argv``) with :class:`sb3_softq.zoo.ExperimentManager` as its experiment
+    manager.
+
+    rl-zoo3 2.9's ``train()`` builds its experiment manager by the global name ``ExperimentManager`` and takes no
+    argument for its class: its code runs here with that name bound to ours, in a copy of its module's namespace
+    (``rl_zoo3.train`` itself is left unchanged).
+
+    :param heartbeat_interval: see :class:`sb3_softq.zoo.ExperimentManager`
+    :param grace_period: see :class:`sb3_softq.zoo.ExperimentManager`
+    """
+    import rl_zoo3.train
+
+    from sb3_softq.zoo.experiment_manager import ExperimentManager
+
+    manager = functools.partial(ExperimentManager, heartbeat_interval=heartbeat_interval, grace_period=grace_period)
+    namespace = {**vars(rl_zoo3.train), "ExperimentManager": manager}
+    types.FunctionType(rl_zoo3.train.train.__code__, namespace, "train")()
 
 
-def _enjoy() -> None:
+def _train(args: list[str]) -> None:
+    ours, rl_zoo3_args = _train_parser().parse_known_args(args)
+    if "-h" in rl_zoo3_args or "--help" in rl_zoo3_args:
+        print(_train_parser().format_help().replace("usage:", "flags of sb3_softq.zoo, besides rl-zoo3's:", 1))
+    sys.argv[1:] = rl_zoo3_args
+    train(heartbeat_interval=ours.heartbeat_interval, grace_period=ours.grace_period)
+
+
+def _enjoy(args: list[str]) -> None:
     from rl_zoo3.enjoy import enjoy
+
+    from sb3_softq.zoo.inference import minimal_replay_buffer
 
     with minimal_replay_buffer():
         enjoy()
 
 
-def _plot_train() -> None:
-    from rl_zoo3.plots import plot_train
+def _rl_zoo3_function(module: str, name: str) -> Callable[[list[str]], None]:
+    """:return: a command running the function ``name`` of ``module`` (which reads ``sys.argv``)"""
 
-    plot_train()
+    def run(args: list[str]) -> None:
+        getattr(importlib.import_module(module), name)()
 
-
-def _plot_from_file() -> None:
-    from rl_zoo3.plots import plot_from_file
-
-    plot_from_file()
+    return run
 
 
-def _all_plots() -> None:
-    from rl_zoo3.plots import all_plots
-
-    all_plots()
-
-
-def _run_script(module: str) -> Callable[[], None]:
+def _rl_zoo3_script(module: str) -> Callable[[list[str]], None]:
     """
     :param module: an rl-zoo3 module that is a script (its code runs under ``if __name__ == "__main__"``)
-    :return: a function running it in this process
+    :return: a command running it in this process, loading our models with a minimal replay buffer
     """
 
-    def run() -> None:
+    def run(args: list[str]) -> None:
+        from sb3_softq.zoo.inference import minimal_replay_buffer
+
         with minimal_replay_buffer():
             runpy.run_module(module, run_name="__main__", alter_sys=True)
 
     return run
 
 
-def _push_to_hub() -> None:
-    # rl-zoo3 2.9 imports ``generate_metadata`` from huggingface_sb3, which sb3-team-hf-integration 3.2 renamed
-    # ``_generate_metadata`` (same arguments and use): without the old name the script fails on import.
-    # The module, not the function of the same name that the package's namespace holds
+def _push_to_hub(args: list[str]) -> None:
     hf_push_to_hub = importlib.import_module("huggingface_sb3.push_to_hub")
     if not hasattr(hf_push_to_hub, "generate_metadata"):
-        hf_push_to_hub.generate_metadata = hf_push_to_hub._generate_metadata  # type: ignore[attr-defined]
-    _run_script("rl_zoo3.push_to_hub")()
+        # rl-zoo3 2.9's script imports `generate_metadata`, which sb3-team-hf-integration (the huggingface_sb3
+        # module) 3.2 renamed `_generate_metadata`: the script cannot be imported with that version
+        raise SystemExit(
+            "sb3_softq.zoo push_to_hub: rl-zoo3's push_to_hub script imports `generate_metadata` from huggingface_sb3, "
+            "which the installed sb3-team-hf-integration (3.2 or later) names `_generate_metadata`; install an "
+            'earlier version: pip install "sb3-team-hf-integration<3.2"'
+        )
+    _rl_zoo3_script("rl_zoo3.push_to_hub")(args)
 
 
-def _record_training() -> None:
-    # ``record_training`` records each model with ``subprocess.call(["python", "-m", "rl_zoo3.record_video", ...])``,
-    # a fresh interpreter in which our algorithms are not registered: send those calls through this entry point.
-    original_call = subprocess.call
+def _record_training(args: list[str]) -> None:
+    from sb3_softq.zoo.record_training import record_training
 
-    def call(popenargs: Any, *args: Any, **kwargs: Any) -> int:
-        if isinstance(popenargs, list) and popenargs[1:3] == ["-m", "rl_zoo3.record_video"]:
-            popenargs = [sys.executable, "-m", "sb3_softq.zoo", "record_video", *popenargs[3:]]
-        return original_call(popenargs, *args, **kwargs)
-
-    subprocess.call = call  # type: ignore[assignment]
-    try:
-        runpy.run_module("rl_zoo3.record_training", run_name="__main__", alter_sys=True)
-    finally:
-        subprocess.call = original_call
+    record_training()
 
 
 #: The commands, as rl-zoo3 names them (``rl_zoo3 <command>`` or ``python -m rl_zoo3.<command>``)
-COMMANDS: dict[str, Callable[[], None]] = {
+COMMANDS: dict[str, Callable[[list[str]], None]] = {
     "train": _train,
     "enjoy": _enjoy,
-    "record_video": _run_script("rl_zoo3.record_video"),
+    "record_video": _rl_zoo3_script("rl_zoo3.record_video"),
     "record_training": _record_training,
-    "plot_train": _plot_train,
-    "plot_from_file": _plot_from_file,
-    "all_plots": _all_plots,
+    "plot_train": _rl_zoo3_function("rl_zoo3.plots", "plot_train"),
+    "plot_from_file": _rl_zoo3_function("rl_zoo3.plots", "plot_from_file"),
+    "all_plots": _rl_zoo3_function("rl_zoo3.plots", "all_plots"),
     "push_to_hub": _push_to_hub,
-    "load_from_hub": _run_script("rl_zoo3.load_from_hub"),
+    "load_from_hub": _rl_zoo3_script("rl_zoo3.load_from_hub"),
 }
 
-
-def _saved_data(path: Any) -> dict[str, Any]:
-    """
-    :param path: path of a saved model
-    :return: the saved attributes that SB3 writes as plain JSON values (``n_envs``, ``buffer_size``, ...); empty when
-        the file cannot be read (SB3's ``load`` will report it)
-    """
-    try:
-        path = str(path)
-        with zipfile.ZipFile(path if path.endswith(".zip") else f"{path}.zip") as archive:
-            data = json.loads(archive.read("data"))
-    except (OSError, KeyError, ValueError, TypeError, zipfile.BadZipFile):
-        return {}
-    return data if isinstance(data, dict) else {}
-
-
-def _for_inference(algo_class: type[BaseAlgorithm]) -> type[BaseAlgorithm]:
-    """
-    A stand-in for ``algo_class`` in ``ALGOS`` whose ``load()`` allocates a minimal replay buffer.
-
-    rl-zoo3's ``enjoy`` / ``record_video`` / ``push_to_hub`` pass ``buffer_size=1`` only to the off-policy
-    algorithms they know by name; any other algorithm would allocate its full replay buffer just to be evaluated.
-    Two steps per environment is the smallest buffer that every algorithm of this package accepts (a sequence
-    buffer needs at least two). The model's ``buffer_size`` attribute keeps the saved value, so that a model saved
-    again (``push_to_hub`` does) trains with its own buffer size when loaded later.
-
-    :param algo_class: the algorithm class
-    :return: a subclass whose ``load()`` returns a plain ``algo_class`` instance with a minimal buffer
-    """
-
-    def load(cls: type[BaseAlgorithm], path: Any, *args: Any, **kwargs: Any) -> BaseAlgorithm:
-        env = args[0] if len(args) > 0 else kwargs.get("env")
-        saved = _saved_data(path)
-        if "buffer_size" in kwargs:  # explicit arguments win
-            return algo_class.load(path, *args, **{"optimize_memory_usage": False, **kwargs})
-        n_envs = int(getattr(env, "num_envs", 1)) if env is not None else int(saved.get("n_envs", 1))
-        model = algo_class.load(path, *args, **{"optimize_memory_usage": False, **kwargs, "buffer_size": 2 * n_envs})
-        if isinstance(saved.get("buffer_size"), int):
-            model.buffer_size = saved["buffer_size"]  # type: ignore[attr-defined]
-        return model
-
-    return type(algo_class.__name__, (algo_class,), {"load": classmethod(load), "__module__": algo_class.__module__})
-
-
-@contextlib.contextmanager
-def minimal_replay_buffer() -> Iterator[None]:
-    """
-    Within the block, loading one of our algorithms through rl-zoo3's ``ALGOS`` allocates a replay buffer of two steps
-    per environment instead of the saved ``buffer_size`` (the model keeps that attribute). rl-zoo3 does this only for
-    the off-policy algorithms it knows by name; ``python -m sb3_softq.zoo enjoy`` (and ``record_video``,
-    ``push_to_hub``) run inside it. From Python, after :func:`register`::
-
-        with minimal_replay_buffer():
-            rl_zoo3.enjoy.enjoy()
-    """
-    saved = {name: ALGOS[name] for name in ZOO_ALGOS}
-    ALGOS.update({name: _for_inference(algo_class) for name, algo_class in ZOO_ALGOS.items()})
-    try:
-        yield
-    finally:
-        ALGOS.update(saved)
+_ALGO_NAMES = ("softq", "softq_lambda")
 
 
 def _usage() -> str:
     return (
         "usage: python -m sb3_softq.zoo <command> [rl-zoo3 arguments]\n\n"
         "Runs an rl-zoo3 script with the algorithms "
-        + ", ".join(ZOO_ALGOS)
+        + ", ".join(_ALGO_NAMES)
         + " registered.\n\ncommands: "
         + ", ".join(COMMANDS)
         + "\n\nexample: python -m sb3_softq.zoo train --algo softq_lambda --env CartPole-v1\n"
@@ -180,9 +150,17 @@ def _usage() -> str:
     )
 
 
+def _is_zoo_extra(error: ModuleNotFoundError) -> bool:
+    """:return: whether ``error`` is a module of the ``zoo`` extra that is not installed"""
+    return (error.name or "").split(".")[0] in ZOO_EXTRA_MODULES
+
+
 def main(argv: list[str] | None = None) -> None:
     """
     Register our algorithms in rl-zoo3 and run one of its commands.
+
+    Exits with a message, and without a traceback, when the ``zoo`` extra is missing (status 1) or when an argument
+    or the hyperparameter file cannot be used (status 2, as for argparse's errors).
 
     :param argv: ``[<command>, <rl-zoo3 arguments>...]``; ``sys.argv[1:]`` when ``None``
     """
@@ -195,11 +173,28 @@ def main(argv: list[str] | None = None) -> None:
         print(_usage(), file=sys.stderr)
         raise SystemExit(f"Unknown command {command!r}, expected one of: {', '.join(COMMANDS)}")
 
+    prog = f"sb3_softq.zoo {command}"
+    try:
+        from sb3_softq.zoo.experiment_manager import ConfigurationError
+        from sb3_softq.zoo.registration import register
+    except ModuleNotFoundError as error:
+        if _is_zoo_extra(error):
+            raise SystemExit(f"{prog}: {ZOO_EXTRA_HINT} ({error.name} is not installed)") from None
+        raise
+
     # Must come before the command builds its ``--algo`` choices from ALGOS
     register()
     # rl-zoo3's scripts parse sys.argv
-    sys.argv = [f"sb3_softq.zoo {command}", *command_args]
-    COMMANDS[command]()
+    sys.argv = [prog, *command_args]
+    try:
+        COMMANDS[command](command_args)
+    except ConfigurationError as error:
+        print(f"{prog}: error: {error}", file=sys.stderr)
+        raise SystemExit(2) from None
+    except ModuleNotFoundError as error:
+        if _is_zoo_extra(error):
+            raise SystemExit(f"{prog}: {ZOO_EXTRA_HINT} ({error.name} is not installed)") from None
+        raise
 
 
 if __name__ == "__main__":

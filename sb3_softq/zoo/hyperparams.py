@@ -1,35 +1,23 @@
 """
-Reading an rl-zoo3 hyperparameter entry into keyword arguments for a plain Python run, with rl-zoo3's conventions
-(``policy_kwargs`` as a Python expression, ``lin_<value>`` linear schedules), for scripts, benchmarks and tests that
-train without the rl-zoo3 command line.
+Reading an rl-zoo3 hyperparameter entry into keyword arguments for a plain Python run, for scripts, benchmarks and
+tests that train without the rl-zoo3 command line. The entry is read and converted by rl-zoo3's own
+``ExperimentManager`` (``read_hyperparameters`` and ``_preprocess_hyperparams``: fallback entries, ``lin_<value>``
+schedules, ``policy_kwargs`` evaluated with rl-zoo3's names, ``train_freq`` lists).
 """
 
+import argparse
+import contextlib
+import io
+import tempfile
 from typing import Any
 
 import gymnasium as gym
-import yaml
-from rl_zoo3.utils import linear_schedule
 
+from sb3_softq.zoo.experiment_manager import ConfigurationError, ExperimentManager
 from sb3_softq.zoo.registration import ZOO_ALGOS, hyperparams_path
 
-#: Keys of an rl-zoo3 entry that configure the experiment rather than the algorithm
-EXPERIMENT_KEYS = ("n_timesteps", "policy", "n_envs")
 #: Keys that need rl-zoo3's environment set-up: use ``python -m sb3_softq.zoo train`` for those entries
 ENVIRONMENT_KEYS = ("env_wrapper", "frame_stack", "normalize", "callback", "vec_env_wrapper", "env_kwargs", "monitor_kwargs")
-#: Keys whose ``lin_<value>`` strings rl-zoo3 turns into linear schedules
-SCHEDULE_KEYS = ("learning_rate", "clip_range", "clip_range_vf", "delta_std")
-#: Keys whose strings rl-zoo3 evaluates as Python expressions
-EXPRESSION_KEYS = ("policy_kwargs", "replay_buffer_class", "replay_buffer_kwargs")
-
-
-def _is_atari(env_id: str) -> bool:
-    """:return: whether ``env_id`` is a registered Atari game (rl-zoo3's test for its ``atari`` entries)"""
-    from rl_zoo3.exp_manager import ExperimentManager
-
-    try:
-        return ExperimentManager.is_atari(env_id)
-    except (KeyError, gym.error.Error):  # not registered
-        return False
 
 
 def load_hyperparams(algo: str, env_id: str, path: str | None = None) -> tuple[str, dict[str, Any], int]:
@@ -41,7 +29,7 @@ def load_hyperparams(algo: str, env_id: str, path: str | None = None) -> tuple[s
 
     :param algo: ``"softq"`` or ``"softq_lambda"`` (the package's own files), or any rl-zoo3 algorithm name when
         ``path`` is given
-    :param env_id: the environment id (a key of the file, or an environment that falls back as rl-zoo3 does)
+    :param env_id: the environment id (a key of the file, or a registered environment that falls back as rl-zoo3 does)
     :param path: the YAML file to read; by default the package's ``hyperparams/<algo>.yml``
     :return: the policy name, the algorithm's keyword arguments and the entry's ``n_timesteps``
     :raises ValueError: unknown algorithm or environment, or an entry needing rl-zoo3's environment set-up
@@ -50,29 +38,22 @@ def load_hyperparams(algo: str, env_id: str, path: str | None = None) -> tuple[s
         if algo not in ZOO_ALGOS:
             raise ValueError(f"`algo` must be one of {list(ZOO_ALGOS)} when no `path` is given, got {algo!r}")
         path = hyperparams_path(algo)
-    with open(path) as handle:
-        entries = yaml.safe_load(handle)
-    # Imported here: rl-zoo3's experiment manager imports Optuna and every algorithm
-    from rl_zoo3 import exp_manager
-
-    entry_name = env_id
-    if entry_name not in entries:  # rl-zoo3's fallbacks (ExperimentManager.read_hyperparameters)
-        entry_name = "atari" if "atari" in entries and _is_atari(env_id) else "default"
-        if entry_name not in entries:
-            raise ValueError(f"`env_id` {env_id!r} has no entry in {path} (nor a `default` one); entries: {sorted(entries)}")
-    entry = dict(entries[entry_name])
-    needs_zoo = sorted(set(entry) & set(ENVIRONMENT_KEYS)) + (["n_envs"] if entry.get("n_envs", 1) != 1 else [])
-    if needs_zoo:
-        raise ValueError(f"The {entry_name} entry of {path} uses {needs_zoo}: train it with `python -m sb3_softq.zoo train`")
-    # rl-zoo3's conversions (ExperimentManager._preprocess_hyperparams)
-    kwargs = {key: value for key, value in entry.items() if key not in EXPERIMENT_KEYS}
-    for key in SCHEDULE_KEYS:
-        if isinstance(kwargs.get(key), str):
-            kwargs[key] = linear_schedule(float(kwargs[key].split("_")[1]))
-    if isinstance(kwargs.get("train_freq"), list):
-        kwargs["train_freq"] = tuple(kwargs["train_freq"])
-    # Expressions are evaluated with the names rl-zoo3 evaluates them with (`nn`, `th`, ...)
-    for name in EXPRESSION_KEYS:
-        if isinstance(kwargs.get(name), str):
-            kwargs[name] = eval(kwargs[name], dict(vars(exp_manager)))
-    return entry["policy"], kwargs, int(float(entry["n_timesteps"]))
+    if env_id not in gym.envs.registry:
+        raise ValueError(f"`env_id` {env_id!r} is not a registered environment")
+    with tempfile.TemporaryDirectory() as log_folder, contextlib.redirect_stdout(io.StringIO()):
+        manager = ExperimentManager(argparse.Namespace(), algo, env_id, log_folder, config=path)
+        try:
+            entry, _ = manager.read_hyperparameters()
+        except ConfigurationError:
+            raise
+        except ValueError as error:  # no entry for the environment, nor a fallback one
+            raise ValueError(f"`env_id` {env_id!r} has no entry in {path} (nor a `default` one): {error}") from error
+        entry = dict(entry)
+        needs_zoo = sorted(set(entry) & set(ENVIRONMENT_KEYS)) + (["n_envs"] if entry.get("n_envs", 1) != 1 else [])
+        if needs_zoo:
+            raise ValueError(
+                f"The entry for {env_id} in {path} uses {needs_zoo}: train it with `python -m sb3_softq.zoo train`"
+            )
+        kwargs, _, _, _ = manager._preprocess_hyperparams(entry)
+    policy = kwargs.pop("policy")
+    return policy, kwargs, int(manager.n_timesteps)

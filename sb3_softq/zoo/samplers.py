@@ -12,6 +12,8 @@ from typing import Any
 
 import optuna
 
+from sb3_softq.common.traces import TRACES
+
 # Names of the network sizes that can be sampled, as in ``rl_zoo3.hyperparams_opt.convert_offpolicy_params``
 NET_ARCH: dict[str, list[int]] = {
     "tiny": [64],
@@ -20,8 +22,9 @@ NET_ARCH: dict[str, list[int]] = {
     "big": [400, 300],
 }
 
-# Values of ``trace`` that can be sampled for SoftQLambda
-TRACES: list[str] = ["tree_backup", "boltzmann", "importance_sampling", "retrace"]
+#: Values of ``munchausen_coef`` that can be sampled: off, or the Munchausen-DQN paper's scale (``munchausen_clip``
+#: keeps the algorithm's default)
+MUNCHAUSEN_COEFS: list[float] = [0.0, 0.9]
 
 
 def convert_softq_params(sampled_params: dict[str, Any]) -> dict[str, Any]:
@@ -36,8 +39,8 @@ def convert_softq_params(sampled_params: dict[str, Any]) -> dict[str, Any]:
       -> ``ent_coef`` and ``target_entropy``
     - ``sequence_length_pow`` -> ``sequence_length = 2 ** sequence_length_pow`` (SoftQLambda)
 
-    Every other parameter (``learning_rate``, ``target_update_interval``, ``n_critics``, ``trace_lambda``,
-    ``trace``, ...) is passed through unchanged.
+    Every other parameter (``learning_rate``, ``target_update_interval``, ``n_critics``, ``munchausen_coef``,
+    ``trace_lambda``, ``trace``, ...) is passed through unchanged.
 
     :param sampled_params: the trial's parameters, as in ``trial.params``
     :return: hyperparameters for the algorithm's constructor
@@ -87,6 +90,7 @@ def _suggest_softq_params(trial: optuna.Trial, batch_size_pow_range: tuple[int, 
     trial.suggest_int("target_update_interval", 1, 20000, log=True)
     trial.suggest_categorical("net_arch", list(NET_ARCH))
     trial.suggest_int("n_critics", 1, 2)
+    trial.suggest_categorical("munchausen_coef", MUNCHAUSEN_COEFS)
     # Temperature: either fixed, or learned to reach a target entropy. The target is an absolute entropy in nats:
     # rl-zoo3 does not pass the number of discrete actions to the converter, and log(2) (two actions) bounds
     # the largest target that is reachable for every discrete action space.
@@ -127,7 +131,7 @@ def sample_softq_lambda_params(trial: optuna.Trial, n_actions: int, n_envs: int,
     trial.suggest_float("trace_lambda", 0.5, 1.0)
     # From 2**2=4 to 2**5=32 steps per sequence
     trial.suggest_int("sequence_length_pow", 2, 5)
-    trial.suggest_categorical("trace", TRACES)
+    trial.suggest_categorical("trace", list(TRACES))
     return convert_softq_params(trial.params)
 
 
