@@ -1,8 +1,17 @@
-"""Argument checks shared by the algorithms and the replay buffers: a clear ``ValueError`` naming the parameter."""
+"""
+Argument checks shared by the algorithms and the replay buffers: a clear ``ValueError`` naming the parameter; and the
+check that training and sampling never go on with non-finite numbers (:class:`NonFiniteError`).
+"""
 
 import math
 import numbers
+from collections.abc import Sequence
+from enum import Enum
 from typing import Any
+
+import numpy as np
+import torch as th
+from stable_baselines3.common.type_aliases import PyTorchObs, TrainFreq
 
 
 def check_number(
@@ -13,6 +22,8 @@ def check_number(
     *,
     integer: bool = False,
     low_open: bool = False,
+    high_open: bool = False,
+    hint: str = "",
 ) -> Any:
     """
     Raise a ``ValueError`` naming ``name`` unless ``value`` is a real number (an integer when ``integer``) in the
@@ -27,15 +38,179 @@ def check_number(
     :param high: the upper bound
     :param integer: whether only integers are allowed
     :param low_open: whether ``low`` itself is excluded
+    :param high_open: whether ``high`` itself is excluded (with ``high=inf``: the value must be finite)
+    :param hint: what the parameter means, appended to the message
     :return: the value, as an ``int`` when ``integer``
     """
     is_number = isinstance(value, numbers.Real) and not isinstance(value, bool)
     if integer and is_number and not isinstance(value, numbers.Integral):
         is_number = math.isfinite(value) and float(value).is_integer()
-    if is_number and (value > low if low_open else value >= low) and value <= high:
+    if is_number and (value > low if low_open else value >= low) and (value < high if high_open else value <= high):
         return int(value) if integer else value
+    kind = "an integer" if integer else ("a finite number" if high_open and high == math.inf else "a number")
     if math.isfinite(high):
-        allowed = f"in {'(' if low_open else '['}{low:g}, {high:g}]"
+        allowed = f"in {'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
     else:
         allowed = f"{'>' if low_open else '>='} {low:g}"
-    raise ValueError(f"`{name}` must be {'an integer' if integer else 'a number'} {allowed}, got {value!r}")
+    raise ValueError(f"`{name}` must be {kind} {allowed}{hint}, got {value!r}")
+
+
+def check_learning_rate(learning_rate: Any) -> Any:
+    """
+    :param learning_rate: a finite number > 0, or a schedule (a callable of the progress remaining, from 1 to 0)
+    :return: ``learning_rate`` (a number as a Python float)
+    :raises ValueError: naming ``learning_rate`` otherwise (strings, ``None``, NaN, inf, zero and negative values)
+    """
+    if callable(learning_rate):
+        return learning_rate
+    hint = " or a schedule (a function of the progress remaining, from 1 to 0)"
+    # A Python float: SB3's schedule takes no NumPy float
+    return float(check_number("learning_rate", learning_rate, 0, math.inf, low_open=True, high_open=True, hint=hint))
+
+
+def check_gradient_steps(gradient_steps: Any) -> int:
+    """
+    :param gradient_steps: an integer >= 0, or -1 for as many gradient steps as environment steps collected
+    :return: ``gradient_steps`` as an ``int``
+    :raises ValueError: naming ``gradient_steps`` otherwise
+    """
+    hint = " (-1: as many gradient steps as environment steps collected in the rollout)"
+    return check_number("gradient_steps", gradient_steps, -1, integer=True, hint=hint)
+
+
+def check_train_freq(train_freq: Any) -> int | tuple[int, Any]:
+    """
+    :param train_freq: a frequency in steps (an integer >= 1), or a pair ``(frequency, unit)`` with ``unit`` ``"step"``
+        or ``"episode"`` (a list of two, as read from YAML, or SB3's ``TrainFreq``, as loaded with a model, too)
+    :return: the frequency as an ``int``, or the pair as a tuple (a ``TrainFreq`` stays one)
+    :raises ValueError: naming ``train_freq`` otherwise
+    """
+    allowed = 'an integer >= 1 or a tuple (frequency, unit) with frequency >= 1 and unit "step" or "episode"'
+    if isinstance(train_freq, tuple | list):
+        if len(train_freq) != 2:
+            raise ValueError(f"`train_freq` must be {allowed}, got {train_freq!r}")
+        frequency, unit = train_freq
+        unit_name = unit.value if isinstance(unit, Enum) else unit
+        if unit_name not in ("step", "episode"):
+            raise ValueError(f"`train_freq` must be {allowed}, got the unit {unit!r}")
+        frequency = check_number("train_freq", frequency, 1, integer=True, hint=" (the frequency of the pair)")
+        return TrainFreq(frequency, unit) if isinstance(train_freq, TrainFreq) else (frequency, unit)
+    if isinstance(train_freq, str):
+        raise ValueError(f"`train_freq` must be {allowed}, got the string {train_freq!r}")
+    return check_number("train_freq", train_freq, 1, integer=True, hint=' (or a tuple (frequency, "step" | "episode"))')
+
+
+def check_sequence_fits_buffer(sequence_length: int, buffer_size: int, n_envs: int = 1) -> None:
+    """
+    Refuse windows longer than the replay buffer holds: each env stores ``buffer_size // n_envs`` steps, and a window
+    of ``sequence_length`` consecutive steps of one env could never fill.
+
+    :param sequence_length: the window length (checked to be an integer >= 1 before)
+    :param buffer_size: the replay buffer's size, over every env
+    :param n_envs: the number of environments
+    :raises ValueError: naming ``sequence_length`` and ``buffer_size``
+    """
+    capacity = max(int(buffer_size) // int(n_envs), 1)
+    if sequence_length > capacity:
+        per_env = f" // n_envs ({n_envs})" if n_envs > 1 else ""
+        raise ValueError(
+            f"`sequence_length` ({sequence_length}) must be <= `buffer_size`{per_env} = {capacity}, the number of steps "
+            "the replay buffer holds per env: a longer window could never fill"
+        )
+
+
+class NonFiniteError(RuntimeError):
+    """Training or sampling met NaN or infinite numbers; the message names the likely cause."""
+
+
+#: What :func:`non_finite_flags` looks at, in the order of its flags.
+NON_FINITE_SOURCES = ("rewards", "observations", "temperature", "loss")
+
+_NON_FINITE_CAUSES = {
+    "rewards": "the sampled rewards are NaN or infinite: the environment returned them",
+    "observations": "the sampled observations are NaN or infinite: the environment returned them",
+    "temperature": "the temperature (ent_coef) became NaN or infinite",
+    "loss": "the loss (the soft TD targets or the Q-values) became NaN or infinite",
+}
+
+_VEC_CHECK_NAN_ADVICE = (
+    "Wrap the environment in SB3's VecCheckNan (stable_baselines3.common.vec_env.VecCheckNan(env, raise_exception=True)) "
+    "to find the step that produces NaN or inf; if the environment is fine, the values diverged: lower the learning "
+    "rate, rescale the rewards, or fix the temperature (a float ent_coef)."
+)
+
+
+def _any_non_finite(values: PyTorchObs) -> th.Tensor:
+    if isinstance(values, dict):
+        flags = [_any_non_finite(value) for value in values.values()]
+        return th.stack(flags).any() if flags else th.zeros((), dtype=th.bool)
+    if not values.is_floating_point():  # e.g. uint8 images: always finite
+        return th.zeros((), dtype=th.bool, device=values.device)
+    return (~th.isfinite(values)).any()
+
+
+def non_finite_flags(rewards: th.Tensor, observations: PyTorchObs, log_ent_coef: th.Tensor, loss: th.Tensor) -> th.Tensor:
+    """
+    Which of the inputs of one gradient step hold a NaN or an infinite number, on their device (no host read).
+
+    Accumulate the flags of every gradient step with ``|=`` and read them once, at the end of ``train()``, with
+    :func:`raise_if_non_finite`.
+
+    :param rewards: the sampled rewards
+    :param observations: the sampled observations (and next observations, concatenated or in a dict)
+    :param log_ent_coef: the log-temperature, 0-d
+    :param loss: the loss of the gradient step, 0-d
+    :return: a bool tensor ``[len(NON_FINITE_SOURCES)]``, one flag per source in the order of :data:`NON_FINITE_SOURCES`
+    """
+    device = loss.device
+    flags = [
+        _any_non_finite(rewards),
+        _any_non_finite(observations),
+        ~th.isfinite(log_ent_coef.detach()),
+        ~th.isfinite(loss.detach()),
+    ]
+    return th.stack([flag.to(device) for flag in flags])
+
+
+def raise_if_non_finite(flags: th.Tensor | np.ndarray | Sequence[bool], where: str = "Training") -> None:
+    """
+    Raise a :class:`NonFiniteError` naming the likely cause when any flag of :func:`non_finite_flags` is set.
+
+    :param flags: the accumulated flags, in the order of :data:`NON_FINITE_SOURCES` (a tensor is read to the host here:
+        pass host values to fold this check into an existing read)
+    :param where: what met the non-finite numbers, for the message
+    :raises NonFiniteError: when a flag is set
+    """
+    if isinstance(flags, th.Tensor):
+        flags = flags.cpu().numpy()
+    found = [name for name, flag in zip(NON_FINITE_SOURCES, flags, strict=True) if flag]
+    if found:
+        causes = "; ".join(_NON_FINITE_CAUSES[name] for name in found)
+        raise NonFiniteError(
+            f"{where} met NaN or infinite values ({', '.join(found)}), so the network's parameters are no longer "
+            f"usable: {causes}. {_VEC_CHECK_NAN_ADVICE}"
+        )
+
+
+def check_probabilities_finite(probs: np.ndarray, observations: PyTorchObs | None = None) -> None:
+    """
+    Refuse to sample from action probabilities that hold NaN or inf (an inverse-CDF draw would silently pick action 0).
+
+    :param probs: probabilities ``[batch, n_actions]`` on the host
+    :param observations: the observations they were computed from, looked at (a host read) only when ``probs`` is not
+        finite, to name the cause
+    :raises NonFiniteError: naming the likely cause
+    """
+    if np.isfinite(probs).all():
+        return
+    if observations is not None and bool(_any_non_finite(observations)):
+        cause = "the observations given to the policy are NaN or infinite (the environment returned them)"
+    else:
+        cause = (
+            "the Q-network, the temperature (ent_coef) or the reference policy produced NaN/inf, e.g. after training on "
+            "NaN or infinite rewards or observations"
+        )
+    raise NonFiniteError(
+        f"The Boltzmann policy's action probabilities are NaN or infinite, so no action can be sampled: {cause}. "
+        + _VEC_CHECK_NAN_ADVICE
+    )
