@@ -1,7 +1,6 @@
 """Bad input gets a clear error naming the parameter and what is allowed; nothing is silently ignored."""
 
 import copy
-import math
 import warnings
 
 import gymnasium as gym
@@ -10,13 +9,14 @@ import pytest
 import torch as th
 from gymnasium import spaces
 from stable_baselines3 import DQN, PPO
-from stable_baselines3.common.buffers import NStepReplayBuffer, ReplayBuffer
+from stable_baselines3.common.buffers import DictReplayBuffer, NStepReplayBuffer, ReplayBuffer
 from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.envs import FakeImageEnv, SimpleMultiObsEnv
 from stable_baselines3.common.logger import Logger
 
 from sb3_softq import SoftQ, SoftQLambda
-from sb3_softq.common.checks import NON_FINITE_SOURCES, NonFiniteError, non_finite_flags, raise_if_non_finite
+from sb3_softq.common.buffers import DictSequenceReplayBuffer, SequenceReplayBuffer
+from sb3_softq.common.checks import NonFiniteError, check_training_finite, non_finite_causes
 
 ALGOS = [SoftQ, SoftQLambda]
 
@@ -352,6 +352,9 @@ INF = float("inf")
         ("exploration_initial_eps", NAN),
         ("exploration_final_eps", -0.1),
         ("exploration_final_eps", None),
+        ("stats_window_size", 0),
+        ("stats_window_size", -1),
+        ("stats_window_size", 2.5),
     ],
 )
 def test_bad_training_loop_arguments(model_class: type[SoftQ], name: str, value) -> None:
@@ -438,9 +441,9 @@ NON_FINITE_FAST = dict(learning_starts=50, buffer_size=1_000, batch_size=32, pol
 def test_non_finite_rewards_stop_training(model_class: type[SoftQ], ent_coef: float | str, value: float) -> None:
     model = model_class("MlpPolicy", NonFiniteEnv(nan_rewards=range(60, 70), value=value), ent_coef=ent_coef, seed=0,
                         **NON_FINITE_FAST)  # fmt: skip
-    with pytest.raises(NonFiniteError, match="rewards") as info:
+    with pytest.raises(NonFiniteError, match="Training met NaN") as info:
         model.learn(400)
-    assert info.match("VecCheckNan") and info.match("the environment returned them")
+    assert info.match("the replay buffer holds NaN or infinite rewards") and info.match("VecCheckNan")
     assert model.num_timesteps < 400
 
 
@@ -448,9 +451,9 @@ def test_non_finite_rewards_stop_training(model_class: type[SoftQ], ent_coef: fl
 def test_non_finite_observations_stop_training(model_class: type[SoftQ]) -> None:
     """NaN observations stored during the warm-up (random actions) are found when training samples them."""
     model = model_class("MlpPolicy", NonFiniteEnv(nan_observations=range(10, 20)), ent_coef=0.1, seed=0, **NON_FINITE_FAST)
-    with pytest.raises(NonFiniteError, match="observations") as info:
+    with pytest.raises(NonFiniteError, match="Training met NaN") as info:
         model.learn(400)
-    assert info.match("VecCheckNan")
+    assert info.match("the replay buffer holds NaN or infinite observations") and info.match("VecCheckNan")
 
 
 @pytest.mark.parametrize("model_class", ALGOS)
@@ -480,22 +483,28 @@ def test_non_finite_temperature_stops_training(model_class: type[SoftQ], value: 
     model.train(gradient_steps=3, batch_size=8)
     with th.no_grad():
         model.policy.log_ent_coef.fill_(value)
-    with pytest.raises(NonFiniteError, match="temperature"):
+    with pytest.raises(NonFiniteError, match=r"Training met NaN.*the temperature"):
         model.train(gradient_steps=3, batch_size=8)
 
 
-def test_non_finite_flags_and_message() -> None:
+@pytest.mark.parametrize("buffer_class", [ReplayBuffer, DictReplayBuffer, SequenceReplayBuffer, DictSequenceReplayBuffer])
+def test_non_finite_causes_are_named(buffer_class: type[ReplayBuffer]) -> None:
+    """Finite losses pass; otherwise the stored rewards, observations and the temperature are looked at."""
+    box = spaces.Box(-1.0, 1.0, (3,), dtype=np.float32)
+    is_dict = buffer_class in (DictReplayBuffer, DictSequenceReplayBuffer)
+    observation_space = spaces.Dict({"image": spaces.Box(0, 255, (2, 2), dtype=np.uint8), "vector": box}) if is_dict else box
+    buffer = buffer_class(10, observation_space, spaces.Discrete(2))
     finite = th.zeros(())
-    flags = non_finite_flags(th.ones(3), {"a": th.ones(2, 3), "b": th.zeros(2, dtype=th.uint8)}, finite, finite)
-    assert flags.dtype == th.bool and flags.shape == (len(NON_FINITE_SOURCES),) and not flags.any()
-    raise_if_non_finite(flags)
-    for index, name in enumerate(NON_FINITE_SOURCES):
-        inputs = [th.ones(3), th.ones(2, 3), th.zeros(()), th.zeros(())]
-        inputs[index] = th.full_like(inputs[index], NAN if index % 2 else INF)
-        flags = non_finite_flags(*inputs)
-        assert flags.tolist() == [i == index for i in range(len(NON_FINITE_SOURCES))]
-        for host_flags in (flags, flags.numpy(), flags.tolist()):
-            with pytest.raises(NonFiniteError, match=name):
-                raise_if_non_finite(host_flags)
+    check_training_finite({"loss": 1.0, "ent_coef_loss": None}, buffer, finite)
+    with pytest.raises(NonFiniteError, match=r"loss = nan\).*the values diverged.*VecCheckNan"):
+        check_training_finite({"loss": NAN, "ent_coef_loss": None}, buffer, finite)
+    with pytest.raises(NonFiniteError, match=r"ent_coef_loss = inf\).*temperature"):
+        check_training_finite({"loss": 1.0, "ent_coef_loss": INF}, buffer, th.tensor(NAN))
+    buffer.rewards[3, 0] = INF
+    assert non_finite_causes(buffer, finite) == ["rewards"]
+    observations = buffer.observations["vector"] if is_dict else buffer.observations
+    observations[5, 0, 1] = NAN
+    assert non_finite_causes(buffer, th.tensor(-INF)) == ["rewards", "observations", "temperature"]
+    with pytest.raises(NonFiniteError, match=r"holds NaN or infinite rewards.*holds NaN or infinite observations"):
+        check_training_finite({"loss": INF}, buffer, finite)
     assert issubclass(NonFiniteError, RuntimeError)
-    assert not math.isnan(0.0)

@@ -123,21 +123,18 @@ class NonFiniteError(RuntimeError):
     """Training or sampling met NaN or infinite numbers; the message names the likely cause."""
 
 
-#: What :func:`non_finite_flags` looks at, in the order of its flags.
-NON_FINITE_SOURCES = ("rewards", "observations", "temperature", "loss")
-
-_NON_FINITE_CAUSES = {
-    "rewards": "the sampled rewards are NaN or infinite: the environment returned them",
-    "observations": "the sampled observations are NaN or infinite: the environment returned them",
-    "temperature": "the temperature (ent_coef) became NaN or infinite",
-    "loss": "the loss (the soft TD targets or the Q-values) became NaN or infinite",
-}
-
 _VEC_CHECK_NAN_ADVICE = (
     "Wrap the environment in SB3's VecCheckNan (stable_baselines3.common.vec_env.VecCheckNan(env, raise_exception=True)) "
     "to find the step that produces NaN or inf; if the environment is fine, the values diverged: lower the learning "
     "rate, rescale the rewards, or fix the temperature (a float ent_coef)."
 )
+
+
+_NON_FINITE_CAUSES = {
+    "rewards": "the replay buffer holds NaN or infinite rewards: the environment returned them",
+    "observations": "the replay buffer holds NaN or infinite observations: the environment returned them",
+    "temperature": "the temperature (ent_coef) became NaN or infinite",
+}
 
 
 def _any_non_finite(values: PyTorchObs) -> th.Tensor:
@@ -149,47 +146,65 @@ def _any_non_finite(values: PyTorchObs) -> th.Tensor:
     return (~th.isfinite(values)).any()
 
 
-def non_finite_flags(rewards: th.Tensor, observations: PyTorchObs, log_ent_coef: th.Tensor, loss: th.Tensor) -> th.Tensor:
+def _stored_arrays(replay_buffer: Any, names: Sequence[str]) -> list[np.ndarray]:
+    """The replay buffer's floating-point arrays among ``names`` (dicts of arrays for Dict observations)."""
+    arrays = []
+    for name in names:
+        stored = getattr(replay_buffer, name, None)
+        for array in stored.values() if isinstance(stored, dict) else [stored]:
+            if isinstance(array, np.ndarray) and np.issubdtype(array.dtype, np.floating):
+                arrays.append(array)
+    return arrays
+
+
+def non_finite_causes(replay_buffer: Any = None, log_ent_coef: th.Tensor | None = None) -> list[str]:
     """
-    Which of the inputs of one gradient step hold a NaN or an infinite number, on their device (no host read).
+    Where NaN or infinite numbers come from, once training met them: the stored rewards, the stored observations, the
+    temperature. Reads the whole replay buffer and the temperature on the host: for the error path only.
 
-    Accumulate the flags of every gradient step with ``|=`` and read them once, at the end of ``train()``, with
-    :func:`raise_if_non_finite`.
-
-    :param rewards: the sampled rewards
-    :param observations: the sampled observations (and next observations, concatenated or in a dict)
-    :param log_ent_coef: the log-temperature, 0-d
-    :param loss: the loss of the gradient step, 0-d
-    :return: a bool tensor ``[len(NON_FINITE_SOURCES)]``, one flag per source in the order of :data:`NON_FINITE_SOURCES`
+    :param replay_buffer: the model's replay buffer (SB3's, or a sequence replay buffer)
+    :param log_ent_coef: the log-temperature
+    :return: the sources holding NaN or inf, among ``"rewards"``, ``"observations"`` and ``"temperature"``
     """
-    device = loss.device
-    flags = [
-        _any_non_finite(rewards),
-        _any_non_finite(observations),
-        ~th.isfinite(log_ent_coef.detach()),
-        ~th.isfinite(loss.detach()),
-    ]
-    return th.stack([flag.to(device) for flag in flags])
+    causes = []
+    observation_names = ("observations", "next_observations", "terminal_observations")
+    for cause, names in (("rewards", ("rewards",)), ("observations", observation_names)):
+        if any(not np.isfinite(array).all() for array in _stored_arrays(replay_buffer, names)):
+            causes.append(cause)
+    if log_ent_coef is not None and not bool(th.isfinite(log_ent_coef.detach()).all()):
+        causes.append("temperature")
+    return causes
 
 
-def raise_if_non_finite(flags: th.Tensor | np.ndarray | Sequence[bool], where: str = "Training") -> None:
+def check_training_finite(
+    losses: dict[str, float | None], replay_buffer: Any = None, log_ent_coef: th.Tensor | None = None
+) -> None:
     """
-    Raise a :class:`NonFiniteError` naming the likely cause when any flag of :func:`non_finite_flags` is set.
+    Stop training that met NaN or infinite numbers, naming the likely cause.
 
-    :param flags: the accumulated flags, in the order of :data:`NON_FINITE_SOURCES` (a tensor is read to the host here:
-        pass host values to fold this check into an existing read)
-    :param where: what met the non-finite numbers, for the message
-    :raises NonFiniteError: when a flag is set
+    A NaN or inf anywhere in a gradient step (rewards, observations, temperature, targets, Q-values) makes that step's
+    loss NaN or inf, and so the mean of the losses of a ``train()`` call, which is read to the host for the logs anyway:
+    this check needs no other host read nor any device operation per gradient step. Only once a loss is not finite are
+    the replay buffer and the temperature looked at (:func:`non_finite_causes`) to name the cause.
+
+    :param losses: losses of the ``train()`` call as host numbers, e.g. ``{"loss": ..., "ent_coef_loss": ...}``
+        (``None`` for one not computed)
+    :param replay_buffer: the model's replay buffer
+    :param log_ent_coef: the log-temperature
+    :raises NonFiniteError: when a loss is NaN or infinite
     """
-    if isinstance(flags, th.Tensor):
-        flags = flags.cpu().numpy()
-    found = [name for name, flag in zip(NON_FINITE_SOURCES, flags, strict=True) if flag]
-    if found:
-        causes = "; ".join(_NON_FINITE_CAUSES[name] for name in found)
-        raise NonFiniteError(
-            f"{where} met NaN or infinite values ({', '.join(found)}), so the network's parameters are no longer "
-            f"usable: {causes}. {_VEC_CHECK_NAN_ADVICE}"
-        )
+    not_finite = [name for name, value in losses.items() if value is not None and not math.isfinite(value)]
+    if not not_finite:
+        return
+    causes = non_finite_causes(replay_buffer, log_ent_coef)
+    explained = "; ".join(_NON_FINITE_CAUSES[cause] for cause in causes) or (
+        "the rewards and observations in the replay buffer are finite, so the values diverged"
+    )
+    raise NonFiniteError(
+        f"Training met NaN or infinite values ({', '.join(not_finite)} = "
+        f"{', '.join(repr(losses[name]) for name in not_finite)}), so the network's parameters are no longer usable. "
+        f"Likely cause: {explained}. {_VEC_CHECK_NAN_ADVICE}"
+    )
 
 
 def check_probabilities_finite(probs: np.ndarray, observations: PyTorchObs | None = None) -> None:

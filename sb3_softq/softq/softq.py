@@ -17,13 +17,11 @@ from stable_baselines3.common.utils import LinearSchedule, get_parameters_by_nam
 from torch.nn import functional as F
 
 from sb3_softq.common.checks import (
-    NON_FINITE_SOURCES,
     check_gradient_steps,
     check_learning_rate,
     check_number,
     check_train_freq,
-    non_finite_flags,
-    raise_if_non_finite,
+    check_training_finite,
 )
 from sb3_softq.common.reference import is_state_dependent, make_log_prior_fn, validate_reference_probs
 from sb3_softq.common.returns import check_munchausen, munchausen_rewards
@@ -282,6 +280,7 @@ class SoftQ(OffPolicyAlgorithm):
         self.learning_rate = check_learning_rate(self.learning_rate)
         self.train_freq = check_train_freq(self.train_freq)
         self.gradient_steps = check_gradient_steps(self.gradient_steps)
+        self._stats_window_size = check_number("stats_window_size", self._stats_window_size, 1, integer=True)
         self.munchausen_coef, self.munchausen_clip = check_munchausen(self.munchausen_coef, self.munchausen_clip)
         if self.policy_kwargs.get("n_critics", self.n_critics) != self.n_critics:
             raise ValueError("Pass `n_critics` to the algorithm, not in `policy_kwargs`")
@@ -468,8 +467,6 @@ class SoftQ(OffPolicyAlgorithm):
         if gradient_steps <= 0:  # as SB3's `learn()` skips such calls
             return
         losses, ent_coef_losses = [], []
-        # NaN / inf in the rewards, observations, temperature or loss of any gradient step, read once at the end
-        non_finite = th.zeros(len(NON_FINITE_SOURCES), dtype=th.bool, device=self.device)
         ent_coef = self.policy.ent_coef
         q_net_parameters = list(self.policy.q_nets.parameters())  # listed once, not at every gradient step
         for _ in range(gradient_steps):
@@ -502,15 +499,16 @@ class SoftQ(OffPolicyAlgorithm):
                     ent_coef_losses.append(self.policy.log_ent_coef * entropy_gap)
                 self.policy.log_ent_coef.grad = entropy_gap
                 self.ent_coef_optimizer.step()
-            sampled_observations = {"observations": replay_data.observations, "next": replay_data.next_observations}
-            non_finite |= non_finite_flags(replay_data.rewards, sampled_observations, self.policy.log_ent_coef, loss)
 
-        raise_if_non_finite(non_finite)  # the one host read of the check
         self._n_updates += gradient_steps
         self.logger.record("train/n_updates", self._n_updates, exclude="tensorboard")
-        self.logger.record("train/loss", th.stack(losses).mean().item())
+        mean_losses: dict[str, float | None] = {"loss": th.stack(losses).mean().item(), "ent_coef_loss": None}
+        self.logger.record("train/loss", mean_losses["loss"])
         if ent_coef_losses:
-            self.logger.record("train/ent_coef_loss", th.stack(ent_coef_losses).mean().item())
+            mean_losses["ent_coef_loss"] = th.stack(ent_coef_losses).mean().item()
+            self.logger.record("train/ent_coef_loss", mean_losses["ent_coef_loss"])
+        # NaN / inf anywhere in a gradient step makes its loss NaN / inf: checked on the means read for the logs
+        check_training_finite(mean_losses, self.replay_buffer, self.policy.log_ent_coef)
         # The statistics of the last batch are computed only when the logs are written (see dump_logs); detached, so
         # that the model holds no autograd graph (it can be deep-copied)
         self._last_batch = (batch._replace(q_values=batch.q_values.detach()), ent_coef)
