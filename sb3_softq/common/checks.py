@@ -3,15 +3,19 @@ Argument checks shared by the algorithms and the replay buffers: a clear ``Value
 check that training and sampling never go on with non-finite numbers (:class:`NonFiniteError`).
 """
 
+from __future__ import annotations
+
 import math
 import numbers
 from collections.abc import Sequence
 from enum import Enum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch as th
-from stable_baselines3.common.type_aliases import PyTorchObs, TrainFreq
+
+if TYPE_CHECKING:  # NumPy only at run time: the tabular package uses these checks without PyTorch
+    import torch as th
+    from stable_baselines3.common.type_aliases import PyTorchObs
 
 
 def check_number(
@@ -94,7 +98,9 @@ def check_train_freq(train_freq: Any) -> int | tuple[int, Any]:
         if unit_name not in ("step", "episode"):
             raise ValueError(f"`train_freq` must be {allowed}, got the unit {unit!r}")
         frequency = check_number("train_freq", frequency, 1, integer=True, hint=" (the frequency of the pair)")
-        return TrainFreq(frequency, unit) if isinstance(train_freq, TrainFreq) else (frequency, unit)
+        if hasattr(train_freq, "_fields"):  # SB3's TrainFreq (a named tuple), as a loaded model holds it
+            return train_freq._replace(frequency=frequency)  # type: ignore[union-attr]
+        return (frequency, unit)
     if isinstance(train_freq, str):
         raise ValueError(f"`train_freq` must be {allowed}, got the string {train_freq!r}")
     return check_number("train_freq", train_freq, 1, integer=True, hint=' (or a tuple (frequency, "step" | "episode"))')
@@ -137,13 +143,12 @@ _NON_FINITE_CAUSES = {
 }
 
 
-def _any_non_finite(values: PyTorchObs) -> th.Tensor:
+def _any_non_finite(values: PyTorchObs) -> bool:
+    """Whether observation tensors (or a dict of them) hold NaN or inf: a host read, for the error path only."""
     if isinstance(values, dict):
-        flags = [_any_non_finite(value) for value in values.values()]
-        return th.stack(flags).any() if flags else th.zeros((), dtype=th.bool)
-    if not values.is_floating_point():  # e.g. uint8 images: always finite
-        return th.zeros((), dtype=th.bool, device=values.device)
-    return (~th.isfinite(values)).any()
+        return any(_any_non_finite(value) for value in values.values())
+    # Integer observations (e.g. uint8 images) are always finite
+    return values.is_floating_point() and not bool(values.isfinite().all())
 
 
 def _stored_arrays(replay_buffer: Any, names: Sequence[str]) -> list[np.ndarray]:
@@ -171,7 +176,7 @@ def non_finite_causes(replay_buffer: Any = None, log_ent_coef: th.Tensor | None 
     for cause, names in (("rewards", ("rewards",)), ("observations", observation_names)):
         if any(not np.isfinite(array).all() for array in _stored_arrays(replay_buffer, names)):
             causes.append(cause)
-    if log_ent_coef is not None and not bool(th.isfinite(log_ent_coef.detach()).all()):
+    if log_ent_coef is not None and not bool(log_ent_coef.detach().isfinite().all()):
         causes.append("temperature")
     return causes
 
@@ -218,7 +223,7 @@ def check_probabilities_finite(probs: np.ndarray, observations: PyTorchObs | Non
     """
     if np.isfinite(probs).all():
         return
-    if observations is not None and bool(_any_non_finite(observations)):
+    if observations is not None and _any_non_finite(observations):
         cause = "the observations given to the policy are NaN or infinite (the environment returned them)"
     else:
         cause = (

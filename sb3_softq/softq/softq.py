@@ -260,8 +260,9 @@ class SoftQ(OffPolicyAlgorithm):
 
     def _check_hyperparameters(self) -> None:
         """
-        Raise a ``ValueError`` naming the first argument out of its range. Called by :meth:`_setup_model`, so that
-        the arguments given to ``load()`` are checked as well as those given to the constructor.
+        Raise a ``ValueError`` (a ``TypeError`` for a Munchausen parameter that is not a number) naming the first argument
+        out of its range. Called by :meth:`_setup_model`, so that the arguments given to ``load()`` are checked as well as
+        those given to the constructor.
         """
         for name, low, high, integer in (
             ("buffer_size", 1, math.inf, True),
