@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch as th
 from stable_baselines3.common.buffers import ReplayBufferSamples
+from stable_baselines3.common.envs import SimpleMultiObsEnv
 from stable_baselines3.common.logger import Logger
 
 from sb3_softq import SoftQ, SoftQLambda
@@ -232,3 +233,26 @@ def test_learn_with_munchausen(model_class: type[SoftQ], ent_coef: float | str) 
     assert all(not th.equal(old, new) for old, new in zip(before, model.policy.q_nets.parameters(), strict=True))
     if ent_coef == "auto":
         assert model.policy.ent_coef.item() != pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("model_class", ALGOS)
+def test_munchausen_with_dict_observations_and_a_state_dependent_prior(model_class: type[SoftQ]) -> None:
+    """Dict observations go through the one forward pass over s and s' together; the prior is evaluated at both."""
+    env = SimpleMultiObsEnv(random_start=False)
+    n_actions = env.action_space.n
+    prior_rows: list[int] = []
+
+    def prior(obs: dict[str, th.Tensor]) -> th.Tensor:
+        rows = len(obs["vec"])
+        prior_rows.append(rows)
+        return th.log_softmax(obs["vec"][:, :n_actions] * 0.1, dim=1)
+
+    kwargs = {**FAST, "policy_kwargs": dict(net_arch=[16], features_extractor_kwargs=dict(cnn_output_dim=16))}
+    model = model_class("MultiInputPolicy", env, munchausen_coef=0.9, ent_coef=0.2, reference_policy=prior, seed=0, **kwargs)
+    model.learn(250)
+    assert model._n_updates > 0
+    replay_data = model.replay_buffer.sample(4)
+    batch = model._training_batch(replay_data, model.policy.ent_coef)
+    assert th.isfinite(batch.targets).all()
+    if model_class is SoftQLambda:
+        assert 2 * 4 * model.sequence_length in prior_rows  # s_k and s_{k+1} of every position in one call
