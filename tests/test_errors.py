@@ -507,4 +507,32 @@ def test_non_finite_causes_are_named(buffer_class: type[ReplayBuffer]) -> None:
     assert non_finite_causes(buffer, th.tensor(-INF)) == ["rewards", "observations", "temperature"]
     with pytest.raises(NonFiniteError, match=r"holds NaN or infinite rewards.*holds NaN or infinite observations"):
         check_training_finite({"loss": INF}, buffer, finite)
+    if hasattr(buffer, "behaviour_probs"):  # NaN marks steps stored without them; zero or inf is wrong
+        assert "behaviour_probs" not in non_finite_causes(buffer, finite)
+        buffer.behaviour_probs[2, 0] = 0.0
+        assert non_finite_causes(buffer, finite)[-1] == "behaviour_probs"
     assert issubclass(NonFiniteError, RuntimeError)
+
+
+def test_zero_behaviour_probabilities_stop_training() -> None:
+    """Importance sampling divides by mu: steps stored with mu = 0 make the targets infinite, and the error says why."""
+    model = SoftQLambda("MlpPolicy", "CartPole-v1", trace="importance_sampling", trace_lambda=1.0, learning_starts=0,
+                        buffer_size=100, batch_size=16)  # fmt: skip
+    env = gym.make("CartPole-v1")
+    obs = env.reset(seed=0)[0]
+    for _ in range(60):
+        action = env.action_space.sample()
+        next_obs, reward, terminated, truncated, _ = env.step(action)
+        model.replay_buffer.add(
+            obs[None],
+            next_obs[None],
+            np.array([action]),
+            np.array([reward]),
+            np.array([terminated]),
+            [{"TimeLimit.truncated": truncated and not terminated}],
+            behaviour_probs=np.array([0.0]),
+        )
+        obs = env.reset()[0] if terminated or truncated else next_obs
+    model.set_logger(Logger(folder=None, output_formats=[]))
+    with pytest.raises(NonFiniteError, match="behaviour probabilities mu <= 0"):
+        model.train(gradient_steps=2, batch_size=16)

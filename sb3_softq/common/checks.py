@@ -140,6 +140,10 @@ _NON_FINITE_CAUSES = {
     "rewards": "the replay buffer holds NaN or infinite rewards: the environment returned them",
     "observations": "the replay buffer holds NaN or infinite observations: the environment returned them",
     "temperature": "the temperature (ent_coef) became NaN or infinite",
+    "behaviour_probs": (
+        "the replay buffer holds behaviour probabilities mu <= 0 or infinite, which the importance_sampling and retrace "
+        "traces divide by (steps added with wrong `behaviour_probs`)"
+    ),
 }
 
 
@@ -165,11 +169,13 @@ def _stored_arrays(replay_buffer: Any, names: Sequence[str]) -> list[np.ndarray]
 def non_finite_causes(replay_buffer: Any = None, log_ent_coef: th.Tensor | None = None) -> list[str]:
     """
     Where NaN or infinite numbers come from, once training met them: the stored rewards, the stored observations, the
-    temperature. Reads the whole replay buffer and the temperature on the host: for the error path only.
+    temperature, the stored behaviour probabilities. Reads the whole replay buffer and the temperature on the host: for
+    the error path only.
 
     :param replay_buffer: the model's replay buffer (SB3's, or a sequence replay buffer)
     :param log_ent_coef: the log-temperature
-    :return: the sources holding NaN or inf, among ``"rewards"``, ``"observations"`` and ``"temperature"``
+    :return: the sources holding NaN or inf, among ``"rewards"``, ``"observations"``, ``"temperature"`` and
+        ``"behaviour_probs"`` (probabilities <= 0 or inf; NaN marks steps stored without them)
     """
     causes = []
     observation_names = ("observations", "next_observations", "terminal_observations")
@@ -178,6 +184,9 @@ def non_finite_causes(replay_buffer: Any = None, log_ent_coef: th.Tensor | None 
             causes.append(cause)
     if log_ent_coef is not None and not bool(log_ent_coef.detach().isfinite().all()):
         causes.append("temperature")
+    behaviour_probs = getattr(replay_buffer, "behaviour_probs", None)
+    if isinstance(behaviour_probs, np.ndarray) and ((behaviour_probs <= 0) | np.isinf(behaviour_probs)).any():
+        causes.append("behaviour_probs")
     return causes
 
 
