@@ -283,7 +283,6 @@ INF = float("inf")
         ("learning_rate", INF),
         ("learning_rate", NAN),
         ("learning_rate", -1e-3),
-        ("learning_rate", 0.0),
         ("learning_rate", True),
         ("learning_rate", np.float32(NAN)),
         ("learning_rate", np.float64(-1.0)),
@@ -372,7 +371,7 @@ def test_training_loop_arguments_accepted(model_class: type[SoftQ]) -> None:
         dict(learning_rate=lambda progress: 1e-3 * progress, gradient_steps=-1, train_freq=(1, "episode")),
         dict(learning_rate=np.float32(1e-3), gradient_steps=np.int64(2), train_freq=(np.int64(2), "step"), tau=0.5),
         dict(learning_rate=1, gradient_steps=2.0, train_freq=4.0, tau=np.float64(1.0), max_grad_norm=INF),
-        dict(gradient_steps=0, train_freq=[3, "step"]),
+        dict(learning_rate=0.0, gradient_steps=0, train_freq=[3, "step"]),
     ):
         model = model_class("MlpPolicy", "CartPole-v1", **kwargs, **extra)
         model.learn(40)

@@ -61,15 +61,16 @@ def check_number(
 
 def check_learning_rate(learning_rate: Any) -> Any:
     """
-    :param learning_rate: a finite number > 0, or a schedule (a callable of the progress remaining, from 1 to 0)
+    :param learning_rate: a finite number >= 0 (rl-zoo3's ``enjoy`` loads models with 0), or a schedule (a callable of
+        the progress remaining, from 1 to 0)
     :return: ``learning_rate`` (a number as a Python float)
-    :raises ValueError: naming ``learning_rate`` otherwise (strings, ``None``, NaN, inf, zero and negative values)
+    :raises ValueError: naming ``learning_rate`` otherwise (strings, ``None``, NaN, inf and negative values)
     """
     if callable(learning_rate):
         return learning_rate
     hint = " or a schedule (a function of the progress remaining, from 1 to 0)"
     # A Python float: SB3's schedule takes no NumPy float
-    return float(check_number("learning_rate", learning_rate, 0, math.inf, low_open=True, high_open=True, hint=hint))
+    return float(check_number("learning_rate", learning_rate, 0, math.inf, high_open=True, hint=hint))
 
 
 def check_gradient_steps(gradient_steps: Any) -> int:

@@ -191,12 +191,13 @@ class SoftQLambda(SoftQ):
         )
         if _init_setup_model:
             self._setup_model()
+            # At construction only: rl-zoo3's enjoy loads models with a minimal buffer, which only predicts
+            check_sequence_fits_buffer(self.sequence_length, self.buffer_size, getattr(self, "n_envs", 1))
 
     def _check_hyperparameters(self) -> None:
         super()._check_hyperparameters()
         self.sequence_length = check_number("sequence_length", self.sequence_length, 1, integer=True)
         self.trace_lambda = float(check_number("trace_lambda", self.trace_lambda, 0, 1))
-        check_sequence_fits_buffer(self.sequence_length, self.buffer_size, getattr(self, "n_envs", 1))
         if self.trace not in TRACES:
             raise ValueError(f"`trace` must be one of {', '.join(map(repr, TRACES))}, got {self.trace!r}")
         if self.replay_buffer_class is not None and not (
