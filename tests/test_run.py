@@ -95,6 +95,9 @@ def test_reference_policies(model_class: type[SoftQ], prior: str) -> None:
         "sb3_policy": PPO("MlpPolicy", env, n_steps=64, batch_size=32, policy_kwargs=dict(net_arch=[8]), seed=0),
     }[prior]
     model = model_class("MlpPolicy", env, reference_policy=reference, seed=0, **FAST)
+    if prior == "callable":
+        assert calls == [4], "the prior is checked once, on a few observations, when it is given"
+        calls.clear()
     model.learn(300)
     if prior == "callable":
         assert calls, "the state-dependent prior was never used"

@@ -10,14 +10,19 @@ from typing import Any
 
 import numpy as np
 import torch as th
+from gymnasium import spaces
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.policies import BasePolicy
 from stable_baselines3.common.type_aliases import PyTorchObs
+from stable_baselines3.common.utils import obs_as_tensor
 
 LogPriorFn = Callable[[PyTorchObs], th.Tensor]
 
 #: Tolerance on :math:`|\\sum_a \\bar\\pi(a|s) - 1|`.
 NORMALISATION_TOLERANCE = 1e-4
+
+#: How many observations, sampled from the observation space, a state-dependent prior is checked on when it is given.
+CHECK_BATCH_SIZE = 4
 
 
 def is_state_dependent(reference_policy: Any) -> bool:
@@ -69,17 +74,18 @@ class _CheckedLogPrior:
 
     def __call__(self, obs: PyTorchObs) -> th.Tensor:
         log_probs = self.log_prior_fn(obs)
-        if not isinstance(log_probs, th.Tensor) or log_probs.dim() != 2 or log_probs.shape[-1] != self.n_actions:
+        batch_size = _batch_size(obs)
+        if not isinstance(log_probs, th.Tensor) or log_probs.shape != (batch_size, self.n_actions):
             shape = tuple(log_probs.shape) if isinstance(log_probs, th.Tensor) else type(log_probs).__name__
             raise ValueError(
-                f"`reference_policy` must return log-probabilities as a tensor of shape [batch, {self.n_actions}], "
-                f"got {shape}"
+                f"`reference_policy` must return log-probabilities as a tensor of shape [batch, {self.n_actions}] = "
+                f"[{batch_size}, {self.n_actions}] for a batch of {batch_size} observations, got {shape}"
             )
         total = th.logsumexp(log_probs, dim=-1)
         # One check, so one synchronisation with the device per call (NaN compares False: it is caught too)
         if not bool((total.abs() <= NORMALISATION_TOLERANCE).all()):
             raise ValueError(
-                "`reference_policy` must return normalised log-probabilities (logsumexp over actions = 0), "
+                "`reference_policy` must return finite, normalised log-probabilities (logsumexp over actions = 0), "
                 f"got logsumexp up to {float(total.abs().max()):.3g}"
             )
         return log_probs
@@ -98,7 +104,102 @@ class _PolicyLogPrior:
         return self.policy.get_distribution(obs).distribution.logits  # type: ignore[operator]
 
 
-def make_log_prior_fn(reference_policy: Any, n_actions: int, device: th.device) -> LogPriorFn:
+def _batch_size(obs: PyTorchObs) -> int:
+    if isinstance(obs, dict):
+        return len(next(iter(obs.values())))
+    return len(obs)
+
+
+def sample_observations(observation_space: spaces.Space, batch_size: int, device: th.device | str) -> PyTorchObs:
+    """
+    A batch of observations sampled from ``observation_space`` (with its own generator: the space's is left alone), as
+    tensors on ``device``, in the form the model hands to the prior (before SB3's preprocessing).
+
+    :param observation_space: the env's observation space
+    :param batch_size: how many observations
+    :param device: the model's device
+    :return: a tensor ``[batch_size, *shape]``, or a dict of them for a ``Dict`` space
+    """
+    space = copy.deepcopy(observation_space)
+    space.seed(0)
+    samples = [space.sample() for _ in range(batch_size)]
+    if isinstance(space, spaces.Dict):
+        batch: np.ndarray | dict[str, np.ndarray] = {key: np.stack([sample[key] for sample in samples]) for key in space}
+    else:
+        batch = np.stack(samples)
+    return obs_as_tensor(batch, th.device(device))
+
+
+def check_policy_spaces(policy: BasePolicy, observation_space: spaces.Space, action_space: spaces.Space) -> None:
+    """
+    :param policy: an SB3 policy given as the prior
+    :param observation_space: the env's observation space
+    :param action_space: the env's action space
+    :raises ValueError: naming ``reference_policy`` when the policy was built for other spaces
+    """
+    for name, expected, got in (
+        ("observation", observation_space, policy.observation_space),
+        ("action", action_space, policy.action_space),
+    ):
+        if got != expected:
+            raise ValueError(
+                f"`reference_policy` was built for another {name} space: {got}, while the env's is {expected}. "
+                "The prior must be a policy for the same observations and actions"
+            )
+
+
+def check_log_prior_fn(
+    log_prior_fn: LogPriorFn, observation_space: spaces.Space, n_actions: int, device: th.device | str
+) -> None:
+    """
+    Evaluate a state-dependent prior once, on :data:`CHECK_BATCH_SIZE` observations sampled from the observation space
+    on the model's device, so that a prior for another problem fails when it is given rather than deep inside training.
+
+    :param log_prior_fn: the prior, ``obs -> log pibar(.|s)``
+    :param observation_space: the env's observation space
+    :param n_actions: size of the action space
+    :param device: the model's device
+    :raises ValueError: naming ``reference_policy`` and what was expected: the function fails on such observations, or
+        returns something else than finite, normalised log-probabilities of shape ``[batch, n_actions]``
+    """
+    obs = sample_observations(observation_space, CHECK_BATCH_SIZE, device)
+    try:
+        with th.no_grad():
+            log_probs = log_prior_fn(obs)
+    except Exception as error:
+        if isinstance(error, ValueError) and "reference_policy" in str(error):  # from the checks of _CheckedLogPrior
+            raise
+        raise ValueError(
+            f"`reference_policy` failed on observations from the env's space {observation_space} "
+            f"({type(error).__name__}: {error}); is it a prior for another observation space?"
+        ) from error
+    expected = (CHECK_BATCH_SIZE, n_actions)
+    if not isinstance(log_probs, th.Tensor) or tuple(log_probs.shape) != expected:
+        shape = tuple(log_probs.shape) if isinstance(log_probs, th.Tensor) else type(log_probs).__name__
+        raise ValueError(
+            f"`reference_policy` must return log-probabilities of shape [batch, n_actions] = [{expected[0]}, {n_actions}]"
+            f" for a batch of {expected[0]} observations, got {shape}"
+        )
+    if not bool(th.isfinite(log_probs).all()):
+        raise ValueError(
+            "`reference_policy` must return finite log-probabilities (every action of positive probability), got "
+            f"{log_probs.tolist()}"
+        )
+    total = th.logsumexp(log_probs.double(), dim=-1)
+    if not bool((total.abs() <= NORMALISATION_TOLERANCE).all()):
+        raise ValueError(
+            "`reference_policy` must return normalised log-probabilities (logsumexp over actions = 0), got logsumexp "
+            f"{total.tolist()}"
+        )
+
+
+def make_log_prior_fn(
+    reference_policy: Any,
+    n_actions: int,
+    device: th.device,
+    observation_space: spaces.Space | None = None,
+    action_space: spaces.Space | None = None,
+) -> LogPriorFn:
     """
     Turn a state-dependent reference policy into a function ``obs -> log pibar(.|s)`` of shape ``[batch, n_actions]``
     whose outputs are checked (shape, normalisation).
@@ -110,11 +211,29 @@ def make_log_prior_fn(reference_policy: Any, n_actions: int, device: th.device) 
     :param reference_policy: the prior
     :param n_actions: size of the action space
     :param device: device of the observations the function will receive
+    :param observation_space: the env's observation space: when given, the prior is checked on observations sampled
+        from it (:func:`check_log_prior_fn`), and an SB3 policy's spaces are compared with the env's
+    :param action_space: the env's action space, compared with an SB3 policy's
     :return: the checked function
     """
+    log_prior_fn = _make_log_prior_fn(reference_policy, n_actions, device, observation_space, action_space)
+    if observation_space is not None:
+        check_log_prior_fn(log_prior_fn, observation_space, n_actions, device)
+    return log_prior_fn
+
+
+def _make_log_prior_fn(
+    reference_policy: Any,
+    n_actions: int,
+    device: th.device,
+    observation_space: spaces.Space | None,
+    action_space: spaces.Space | None,
+) -> LogPriorFn:
     if isinstance(reference_policy, BaseAlgorithm):
         reference_policy = reference_policy.policy
     if isinstance(reference_policy, BasePolicy):
+        if observation_space is not None and action_space is not None:
+            check_policy_spaces(reference_policy, observation_space, action_space)
         # A frozen copy on the model's device: the user's policy is neither moved nor switched to evaluation mode
         if not hasattr(reference_policy, "action_log_probs") and not hasattr(reference_policy, "get_distribution"):
             raise TypeError(

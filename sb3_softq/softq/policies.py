@@ -9,6 +9,7 @@ from stable_baselines3.common.type_aliases import PyTorchObs, Schedule
 from stable_baselines3.dqn.policies import QNetwork
 from torch import nn
 
+from sb3_softq.common.checks import check_probabilities_finite
 from sb3_softq.common.reference import LogPriorFn
 from sb3_softq.common.soft import boltzmann_log_probs, boltzmann_logits
 
@@ -207,9 +208,11 @@ class SoftQPolicy(BasePolicy):
         :param obs: observations (batch)
         :param exploration_rate: :math:`\\varepsilon`
         :return: the actions ``[batch]`` and their probabilities :math:`\\mu(a|s)` ``[batch]``
+        :raises ~sb3_softq.common.checks.NonFiniteError: when the probabilities hold NaN or inf
         """
         with th.no_grad():
             probs = self.behaviour_probs(obs, exploration_rate).cpu().numpy()
+        check_probabilities_finite(probs, obs)  # NaN would otherwise draw action 0 whatever the policy
         cumulative = probs.cumsum(axis=1)
         # Scaled to the total, which rounding leaves a little off 1: an action of probability 0 is never drawn
         uniform = np.random.random((probs.shape[0], 1)) * cumulative[:, -1:]

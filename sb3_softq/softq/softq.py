@@ -16,8 +16,15 @@ from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, PyTorch
 from stable_baselines3.common.utils import LinearSchedule, get_parameters_by_name, polyak_update
 from torch.nn import functional as F
 
-from sb3_softq.common.checks import check_number
+from sb3_softq.common.checks import (
+    check_gradient_steps,
+    check_learning_rate,
+    check_number,
+    check_train_freq,
+    check_training_finite,
+)
 from sb3_softq.common.reference import is_state_dependent, make_log_prior_fn, validate_reference_probs
+from sb3_softq.common.returns import check_munchausen, munchausen_rewards
 from sb3_softq.common.soft import boltzmann_log_probs, entropy, kl_divergence, soft_value
 from sb3_softq.softq.policies import CnnPolicy, MlpPolicy, MultiInputPolicy, SoftQPolicy, default_optimizer_kwargs
 
@@ -113,6 +120,15 @@ class SoftQ(OffPolicyAlgorithm):
         :math:`\\varepsilon` is annealed
     :param exploration_initial_eps: initial :math:`\\varepsilon` mixed on top of Boltzmann sampling (0: off)
     :param exploration_final_eps: final :math:`\\varepsilon`
+    :param munchausen_coef: :math:`\\alpha \\in [0, 1]`, the weight of the Munchausen term (Vieillard, Pietquin and
+        Geist 2020, "Munchausen Reinforcement Learning"); 0, the default, turns it off, M-DQN uses 0.9. The reward of
+        every target gets the scaled log-probability of the stored action under the target network's Boltzmann policy:
+
+        .. math:: r'_t = r_t + \\alpha \\max\\big(\\tau \\log \\pi_B(a_t|s_t),\\ l_0\\big),
+
+        so that with a uniform prior the target is M-DQN's (see :func:`sb3_softq.common.returns.munchausen_rewards`).
+        It costs one more target-network forward pass per gradient step.
+    :param munchausen_clip: :math:`l_0 < 0`, the floor of the Munchausen term (M-DQN: -1)
     :param max_grad_norm: The maximum value for the gradient clipping
     :param stats_window_size: Window size for the rollout logging, specifying the number of episodes to average
         the reported success rate, mean episode length, and mean reward over
@@ -157,6 +173,8 @@ class SoftQ(OffPolicyAlgorithm):
         exploration_fraction: float = 0.1,
         exploration_initial_eps: float = 0.0,
         exploration_final_eps: float = 0.0,
+        munchausen_coef: float = 0.0,
+        munchausen_clip: float = -1.0,
         max_grad_norm: float = 10,
         stats_window_size: int = 100,
         tensorboard_log: str | None = None,
@@ -218,6 +236,8 @@ class SoftQ(OffPolicyAlgorithm):
         self.exploration_final_eps = exploration_final_eps
         self.exploration_fraction = exploration_fraction
         self.target_update_interval = target_update_interval
+        self.munchausen_coef = munchausen_coef
+        self.munchausen_clip = munchausen_clip
         self.max_grad_norm = max_grad_norm
         # For updating the target network with multiple envs
         self._n_calls = 0
@@ -240,14 +260,14 @@ class SoftQ(OffPolicyAlgorithm):
 
     def _check_hyperparameters(self) -> None:
         """
-        Raise a ``ValueError`` naming the first argument out of its range. Called by :meth:`_setup_model`, so that
-        the arguments given to ``load()`` are checked as well as those given to the constructor.
+        Raise a ``ValueError`` (a ``TypeError`` for a Munchausen parameter that is not a number) naming the first argument
+        out of its range. Called by :meth:`_setup_model`, so that the arguments given to ``load()`` are checked as well as
+        those given to the constructor.
         """
         for name, low, high, integer in (
             ("buffer_size", 1, math.inf, True),
             ("learning_starts", 0, math.inf, True),
             ("batch_size", 1, math.inf, True),
-            ("tau", 0, 1, False),
             ("gamma", 0, 1, False),
             ("target_update_interval", 1, math.inf, True),
             ("n_critics", 1, math.inf, True),
@@ -257,6 +277,12 @@ class SoftQ(OffPolicyAlgorithm):
         ):
             setattr(self, name, check_number(name, getattr(self, name), low, high, integer=integer))
         check_number("max_grad_norm", self.max_grad_norm, 0, low_open=True)
+        self.tau = check_number("tau", self.tau, 0, 1, low_open=True, hint=" (0 would never update the target network)")
+        self.learning_rate = check_learning_rate(self.learning_rate)
+        self.train_freq = check_train_freq(self.train_freq)
+        self.gradient_steps = check_gradient_steps(self.gradient_steps)
+        self._stats_window_size = check_number("stats_window_size", self._stats_window_size, 1, integer=True)
+        self.munchausen_coef, self.munchausen_clip = check_munchausen(self.munchausen_coef, self.munchausen_clip)
         if self.policy_kwargs.get("n_critics", self.n_critics) != self.n_critics:
             raise ValueError("Pass `n_critics` to the algorithm, not in `policy_kwargs`")
         # The algorithm sets these policy arguments from its own (see _setup_model)
@@ -328,7 +354,11 @@ class SoftQ(OffPolicyAlgorithm):
         if self.reference_policy is not None:
             self._state_dependent_reference = is_state_dependent(self.reference_policy)
         if is_state_dependent(self.reference_policy):
-            self.policy.set_reference_policy(make_log_prior_fn(self.reference_policy, self.n_actions, self.device))
+            # Checked on observations sampled from the env's space (and an SB3 policy's spaces against the env's)
+            log_prior_fn = make_log_prior_fn(
+                self.reference_policy, self.n_actions, self.device, self.observation_space, self.action_space
+            )
+            self.policy.set_reference_policy(log_prior_fn)
         elif self._state_dependent_reference:
             # Loaded from a model trained with a state-dependent prior that was not given again
             message = (
@@ -392,13 +422,39 @@ class SoftQ(OffPolicyAlgorithm):
         with th.no_grad():
             next_q_values = self.policy.target_q_values(replay_data.next_observations)
             next_values = soft_value(next_q_values, ent_coef, self.policy.log_prior(replay_data.next_observations))
-            targets = replay_data.rewards.flatten() + self.gamma * (1 - replay_data.dones.flatten()) * next_values
+            rewards = replay_data.rewards.flatten()
+            if self.munchausen_coef > 0.0:
+                rewards = self._munchausen_rewards(rewards, replay_data.observations, replay_data.actions.flatten(), ent_coef)
+            targets = rewards + self.gamma * (1 - replay_data.dones.flatten()) * next_values
         return TrainingBatch(
             q_values=self.policy.all_q_values(replay_data.observations),
             actions=replay_data.actions.long().flatten(),
             targets=targets,
             weights=None,
             observations=replay_data.observations,
+        )
+
+    def _munchausen_rewards(
+        self, rewards: th.Tensor, observations: PyTorchObs, actions: th.Tensor, ent_coef: th.Tensor
+    ) -> th.Tensor:
+        """
+        The rewards with the Munchausen term :math:`\\alpha \\max(\\tau \\log \\pi_B(a|s), l_0)`, with :math:`\\pi_B`
+        the Boltzmann policy of the target networks (minimum over critics, the prior included) at the stored states.
+
+        :param rewards: :math:`r`, ``[N]``
+        :param observations: :math:`s`, ``N`` states
+        :param actions: :math:`a`, ``[N]``
+        :param ent_coef: the current temperature
+        :return: :math:`r'`, ``[N]``
+        """
+        return munchausen_rewards(
+            rewards,
+            self.policy.target_q_values(observations),
+            actions,
+            ent_coef,
+            self.munchausen_coef,
+            self.munchausen_clip,
+            log_prior=self.policy.log_prior(observations),
         )
 
     def train(self, gradient_steps: int, batch_size: int = 100) -> None:
@@ -447,9 +503,13 @@ class SoftQ(OffPolicyAlgorithm):
 
         self._n_updates += gradient_steps
         self.logger.record("train/n_updates", self._n_updates, exclude="tensorboard")
-        self.logger.record("train/loss", th.stack(losses).mean().item())
+        mean_losses: dict[str, float | None] = {"loss": th.stack(losses).mean().item(), "ent_coef_loss": None}
+        self.logger.record("train/loss", mean_losses["loss"])
         if ent_coef_losses:
-            self.logger.record("train/ent_coef_loss", th.stack(ent_coef_losses).mean().item())
+            mean_losses["ent_coef_loss"] = th.stack(ent_coef_losses).mean().item()
+            self.logger.record("train/ent_coef_loss", mean_losses["ent_coef_loss"])
+        # NaN / inf anywhere in a gradient step makes its loss NaN / inf: checked on the means read for the logs
+        check_training_finite(mean_losses, self.replay_buffer, self.policy.log_ent_coef)
         # The statistics of the last batch are computed only when the logs are written (see dump_logs); detached, so
         # that the model holds no autograd graph (it can be deep-copied)
         self._last_batch = (batch._replace(q_values=batch.q_values.detach()), ent_coef)

@@ -12,10 +12,11 @@ from stable_baselines3.common.policies import BasePolicy
 from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, PyTorchObs, Schedule
 
 from sb3_softq.common.buffers import DictSequenceReplayBuffer, SequenceReplayBuffer, SequenceReplayBufferSamples
-from sb3_softq.common.checks import check_number
+from sb3_softq.common.checks import check_number, check_sequence_fits_buffer
 from sb3_softq.common.returns import (
     TRACES,
     TRACES_NEEDING_BEHAVIOUR_PROBS,
+    munchausen_rewards,
     soft_lambda_returns,
     soft_trace_coefficients,
     trace_diagnostics,
@@ -83,6 +84,15 @@ class SoftQLambda(SoftQ):
     :param trace: ``"tree_backup"`` (:math:`c = \\lambda\\pi_B(a|s)`, off-policy without behaviour probabilities,
         the default), ``"retrace"`` (:math:`\\lambda\\min(1, \\pi_B/\\mu)`), ``"importance_sampling"``
         (:math:`\\lambda\\pi_B/\\mu`) or ``"boltzmann"`` (:math:`\\lambda`, guaranteed to converge only on-policy)
+    :param munchausen_coef: :math:`\\alpha \\in [0, 1]`, the weight of the Munchausen term (0, the default, turns it
+        off; M-DQN uses 0.9): every reward of the window gets its own term before the recursion,
+
+        .. math:: r'_k = r_k + \\alpha \\max\\big(\\tau \\log \\pi_B(a_k|s_k),\\ l_0\\big),
+
+        with :math:`\\pi_B` the target networks' Boltzmann policy at :math:`s_k`, so that ``trace_lambda=0`` is M-DQN
+        and the traces are unchanged. The target networks then evaluate :math:`s_k` besides :math:`s_{k+1}` (one
+        forward pass over both).
+    :param munchausen_clip: :math:`l_0 < 0`, the floor of the Munchausen term (M-DQN: -1)
     :param max_grad_norm: The maximum value for the gradient clipping
     :param stats_window_size: Window size for the rollout logging
     :param tensorboard_log: the log location for tensorboard (if None, no logging)
@@ -126,6 +136,8 @@ class SoftQLambda(SoftQ):
         sequence_length: int = 8,
         trace_lambda: float = 0.9,
         trace: str = "tree_backup",
+        munchausen_coef: float = 0.0,
+        munchausen_clip: float = -1.0,
         max_grad_norm: float = 10,
         stats_window_size: int = 100,
         tensorboard_log: str | None = None,
@@ -166,6 +178,8 @@ class SoftQLambda(SoftQ):
             exploration_fraction=exploration_fraction,
             exploration_initial_eps=exploration_initial_eps,
             exploration_final_eps=exploration_final_eps,
+            munchausen_coef=munchausen_coef,
+            munchausen_clip=munchausen_clip,
             max_grad_norm=max_grad_norm,
             stats_window_size=stats_window_size,
             tensorboard_log=tensorboard_log,
@@ -177,6 +191,8 @@ class SoftQLambda(SoftQ):
         )
         if _init_setup_model:
             self._setup_model()
+            # At construction only: rl-zoo3's enjoy loads models with a minimal buffer, which only predicts
+            check_sequence_fits_buffer(self.sequence_length, self.buffer_size, getattr(self, "n_envs", 1))
 
     def _check_hyperparameters(self) -> None:
         super()._check_hyperparameters()
@@ -274,8 +290,12 @@ class SoftQLambda(SoftQ):
         batch_size, sequence_length = replay_data.rewards.shape
         next_observations = _flatten_time(replay_data.next_observations)
         with th.no_grad():
-            next_q_values = self.policy.target_q_values(next_observations).view(batch_size, sequence_length, -1)
-            next_log_prior = self.policy.log_prior(next_observations)
+            rewards = replay_data.rewards
+            if self.munchausen_coef > 0.0:
+                rewards, next_q_values, next_log_prior = self._munchausen_window(replay_data, next_observations, ent_coef)
+            else:
+                next_q_values = self.policy.target_q_values(next_observations).view(batch_size, sequence_length, -1)
+                next_log_prior = self.policy.log_prior(next_observations)
             if next_log_prior is not None:
                 next_log_prior = next_log_prior.expand(batch_size * sequence_length, -1).view_as(next_q_values)
             next_actions = _next_step(replay_data.actions.long())
@@ -289,7 +309,7 @@ class SoftQLambda(SoftQ):
                         "buffer holds steps added without them"
                     )
             targets = soft_lambda_returns(
-                replay_data.rewards,
+                rewards,
                 next_q_values,
                 next_actions,
                 replay_data.terminated,
@@ -312,6 +332,48 @@ class SoftQLambda(SoftQ):
             weights=replay_data.valid.flatten(),
             observations=observations,
         )
+
+    def _munchausen_window(
+        self, replay_data: SequenceReplayBufferSamples, next_observations: PyTorchObs, ent_coef: th.Tensor
+    ) -> tuple[th.Tensor, th.Tensor, th.Tensor | None]:
+        """
+        The window's rewards with the Munchausen term, each position its own (see :func:`munchausen_rewards`), and the
+        target Q-values and prior at the next states, from one target-network forward pass over the states
+        :math:`s_k` and :math:`s_{k+1}` of every position together (and one evaluation of a state-dependent prior).
+
+        :math:`Q(s_k)` is not read from :math:`Q(s_{k+1})` of the previous position: at the first position and after an
+        episode end within the window the two states differ.
+
+        :param replay_data: windows from the sequence replay buffer, ``[B, T, ...]``
+        :param next_observations: the next observations, flattened to ``B*T``
+        :param ent_coef: the current temperature
+        :return: the rewards ``[B, T]``, the target Q-values at the next states ``[B, T, n_actions]`` and the prior at
+            the next states (``[B*T, n_actions]``, ``[n_actions]`` or ``None`` for uniform)
+        """
+        batch_size, sequence_length = replay_data.rewards.shape
+        n_positions = batch_size * sequence_length
+        observations = _flatten_time(replay_data.observations)
+        both: PyTorchObs
+        if isinstance(observations, dict):
+            both = {key: th.cat([value, next_observations[key]]) for key, value in observations.items()}  # type: ignore[index]
+        else:
+            both = th.cat([observations, next_observations])  # type: ignore[list-item]
+        q_values = self.policy.target_q_values(both).view(2, batch_size, sequence_length, -1)
+        log_prior = self.policy.log_prior(both)
+        log_prior_now, next_log_prior = log_prior, log_prior
+        if log_prior is not None and log_prior.dim() == 2:  # state-dependent
+            log_prior_now = log_prior[:n_positions].view_as(q_values[0])
+            next_log_prior = log_prior[n_positions:]
+        rewards = munchausen_rewards(
+            replay_data.rewards,
+            q_values[0],
+            replay_data.actions.long().view(batch_size, sequence_length),
+            ent_coef,
+            self.munchausen_coef,
+            self.munchausen_clip,
+            log_prior=log_prior_now,
+        )
+        return rewards, q_values[1], next_log_prior
 
     def _record_policy_stats(self, batch: TrainingBatch, ent_coef: th.Tensor) -> None:
         """Log SoftQ's statistics plus trace diagnostics of the last batch (mean trace coefficient, effective
