@@ -16,10 +16,12 @@ The deep-RL returns (:mod:`sb3_softq.common.returns`), the tabular learners (:mo
 algorithms and the Optuna samplers all take their names and rules from here.
 """
 
-from typing import Literal, TypeVar
+from typing import TYPE_CHECKING, Literal, TypeVar
 
 import numpy as np
-import torch as th
+
+if TYPE_CHECKING:  # PyTorch is not imported at run time: the NumPy-only tabular package uses this registry too
+    import torch as th
 
 TraceName = Literal["tree_backup", "boltzmann", "importance_sampling", "retrace"]
 
@@ -29,7 +31,13 @@ TRACES: tuple[str, ...] = ("tree_backup", "boltzmann", "importance_sampling", "r
 #: Traces built from a ratio :math:`\\pi_B / \\mu` and therefore needing the behaviour probabilities :math:`\\mu`.
 TRACES_NEEDING_BEHAVIOUR_PROBS: tuple[str, ...] = ("importance_sampling", "retrace")
 
-ArrayT = TypeVar("ArrayT", np.ndarray, th.Tensor)
+#: The one trace whose coefficient does not depend on :math:`\\pi_B` (callers can skip computing the policy).
+CONSTANT_TRACE = "boltzmann"
+
+#: The one trace that clips its ratio, :math:`\\min(1, \\pi_B / \\mu)`.
+CLIPPED_TRACE = "retrace"
+
+ArrayT = TypeVar("ArrayT", float, np.ndarray, "th.Tensor")
 
 
 def check_trace(trace: object, allowed: tuple[str, ...] = TRACES, name: str = "trace") -> str:
@@ -53,28 +61,32 @@ def needs_behaviour_probs(trace: str) -> bool:
 def trace_coefficients(trace: str, trace_lambda: float, target_probs: ArrayT, behaviour_probs: ArrayT | None = None) -> ArrayT:
     """
     The trace coefficient :math:`c` of each step from the target policy's probability of the taken action
-    (the table of this module), for NumPy arrays and PyTorch tensors alike (same type in, same type out).
+    (the table of this module), for Python floats, NumPy arrays and PyTorch tensors alike (same type in, same type
+    out): :math:`\\lambda`, :math:`\\lambda\\,\\pi_B`, :math:`(\\lambda\\,\\pi_B) / \\mu` or
+    :math:`\\lambda \\min(1, \\pi_B / \\mu)`.
 
     :param trace: one of :data:`TRACES`
     :param trace_lambda: :math:`\\lambda \\in [0, 1]`
-    :param target_probs: :math:`\\pi_B(a_k|s_k)`, any shape
+    :param target_probs: :math:`\\pi_B(a_k|s_k)`, any shape (ignored by :data:`CONSTANT_TRACE` but for its shape)
     :param behaviour_probs: :math:`\\mu(a_k|s_k)`, the shape of ``target_probs``; required where
         :func:`needs_behaviour_probs`, ignored otherwise
     :return: :math:`c_k`, the shape and type of ``target_probs``
     """
     check_trace(trace)
-    if trace == "boltzmann":
-        if isinstance(target_probs, th.Tensor):
-            return th.full_like(target_probs, float(trace_lambda))
-        return np.full_like(target_probs, float(trace_lambda))
-    if trace == "tree_backup":
+    if trace == CONSTANT_TRACE:
+        if isinstance(target_probs, np.ndarray):
+            return np.full_like(target_probs, float(trace_lambda))
+        if isinstance(target_probs, float):
+            return float(trace_lambda)
+        return target_probs.new_full(target_probs.shape, float(trace_lambda))
+    if trace not in TRACES_NEEDING_BEHAVIOUR_PROBS:  # tree backup
         return trace_lambda * target_probs
     if behaviour_probs is None:
         raise ValueError(
-            f"trace={trace!r} needs the behaviour probabilities mu of the taken actions; "
+            f"trace={trace!r} needs `behaviour_probs`, the behaviour probabilities mu of the taken actions; "
             "use trace='tree_backup' or 'boltzmann' when they were not stored"
         )
-    ratios = target_probs / behaviour_probs
-    if trace == "importance_sampling":
-        return trace_lambda * ratios
-    return trace_lambda * ratios.clip(max=1.0)  # retrace
+    if trace == CLIPPED_TRACE:
+        ratios = target_probs / behaviour_probs
+        return trace_lambda * (min(ratios, 1.0) if isinstance(ratios, float) else ratios.clip(max=1.0))
+    return trace_lambda * target_probs / behaviour_probs  # importance sampling

@@ -1,9 +1,8 @@
 """
 The traces of the tabular algorithms: which of the Soft Q(λ) traces they implement, and the coefficient rule.
 
-The registry of every trace is :mod:`sb3_softq.common.traces`; it imports PyTorch, which this NumPy-only package
-must not, so the subset implemented here and its coefficient rule are written once in this module and compared
-with the registry by the tests (``tests/test_tabular_torch_crosscheck.py``). The tabular algorithms implement
+The names and the coefficient rule come from the registry of every trace, :mod:`sb3_softq.common.traces` (which
+imports no PyTorch); this module says which of them the tabular algorithms implement:
 
 =========================  ==================================================  ====================
 ``trace``                  :math:`c_k`                                         needs :math:`\\mu`
@@ -13,21 +12,32 @@ with the registry by the tests (``tests/test_tabular_torch_crosscheck.py``). The
 ``"importance_sampling"``  :math:`\\lambda\\,\\pi_B(a_k|s_k) / \\mu(a_k|s_k)`      yes (``"n_step"`` only)
 =========================  ==================================================  ====================
 
-(the registry's ``"retrace"`` is not implemented by the tabular learner).
+(the registry's clipped trace, Retrace, is not implemented by the tabular learner).
 """
 
 from typing import TypeVar
 
 import numpy as np
 
+from sb3_softq.common import traces as registry
+from sb3_softq.common.traces import CONSTANT_TRACE
+
 #: The traces the tabular forward views and learner implement, in the registry's order (the default first).
-TRACES: tuple[str, ...] = ("tree_backup", "boltzmann", "importance_sampling")
+TRACES: tuple[str, ...] = tuple(trace for trace in registry.TRACES if trace != registry.CLIPPED_TRACE)
 
 #: The traces among :data:`TRACES` whose coefficients are a ratio :math:`\\pi_B / \\mu`.
-TRACES_NEEDING_BEHAVIOUR_PROBS: tuple[str, ...] = ("importance_sampling",)
+TRACES_NEEDING_BEHAVIOUR_PROBS: tuple[str, ...] = tuple(
+    trace for trace in TRACES if trace in registry.TRACES_NEEDING_BEHAVIOUR_PROBS
+)
 
-#: The only trace whose coefficient does not depend on :math:`\\pi_B` (so that the Boltzmann policy need not be computed).
-CONSTANT_TRACE = "boltzmann"
+__all__ = [
+    "CONSTANT_TRACE",
+    "TRACES",
+    "TRACES_NEEDING_BEHAVIOUR_PROBS",
+    "check_choice",
+    "needs_behaviour_probs",
+    "trace_coefficient",
+]
 
 ValueT = TypeVar("ValueT", float, np.ndarray)
 
@@ -53,8 +63,8 @@ def needs_behaviour_probs(trace: str) -> bool:
 def trace_coefficient(trace: str, trace_lambda: float, target_probs: ValueT, behaviour_probs: ValueT | None = None) -> ValueT:
     """
     The trace coefficient :math:`c_k` from :math:`\\pi_B(a_k|s_k)`, for a float (the learner's per-step path) or a
-    NumPy array (the forward views) alike: :math:`\\lambda`, :math:`\\lambda\\,\\pi_B` or
-    :math:`\\lambda\\,\\pi_B / \\mu`, computed as ``(trace_lambda * target_probs) / behaviour_probs``.
+    NumPy array (the forward views) alike: :func:`sb3_softq.common.traces.trace_coefficients` for the traces of
+    :data:`TRACES`.
 
     :param trace: one of :data:`TRACES`
     :param trace_lambda: :math:`\\lambda`
@@ -62,15 +72,5 @@ def trace_coefficient(trace: str, trace_lambda: float, target_probs: ValueT, beh
     :param behaviour_probs: :math:`\\mu(a_k|s_k)`, required where :func:`needs_behaviour_probs`
     :return: :math:`c_k`, a float for a float, an array of the shape of ``target_probs`` for an array
     """
-    if trace == CONSTANT_TRACE:
-        if isinstance(target_probs, np.ndarray):
-            return np.full(target_probs.shape, float(trace_lambda))
-        return float(trace_lambda)
-    coefficient = trace_lambda * target_probs
-    if trace in TRACES_NEEDING_BEHAVIOUR_PROBS:  # (not needs_behaviour_probs: this is the per-step path)
-        if behaviour_probs is None:
-            raise ValueError(f"trace={trace!r} needs behaviour_probs (mu of each action taken)")
-        coefficient = coefficient / behaviour_probs
-    elif trace not in TRACES:
-        check_choice("trace", trace, TRACES)
-    return coefficient
+    check_choice("trace", trace, TRACES)
+    return registry.trace_coefficients(trace, trace_lambda, target_probs, behaviour_probs)
