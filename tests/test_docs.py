@@ -27,12 +27,21 @@ COMMON_MODULES = [
     "sb3_softq.common.returns",
     "sb3_softq.common.buffers",
     "sb3_softq.common.reference",
+    "sb3_softq.common.traces",
+    "sb3_softq.common.torch_layers",
+    "sb3_softq.common.checks",
 ]
 TABULAR_MODULES = [
     "sb3_softq.tabular.soft",
     "sb3_softq.tabular.returns",
     "sb3_softq.tabular.mdp",
     "sb3_softq.tabular.learner",
+    "sb3_softq.tabular.traces",
+    "sb3_softq.tabular.options",
+    "sb3_softq.tabular.policies",
+    "sb3_softq.tabular.updates",
+    "sb3_softq.tabular.history",
+    "sb3_softq.tabular.persistence",
 ]
 
 
