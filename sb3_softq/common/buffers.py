@@ -254,8 +254,14 @@ class SequenceReplayBuffer(ReplayBuffer):
         :param done: Whether the episode ended at this step (terminated or truncated) ``[n_envs]``
         :param infos: One info dict per env (``"TimeLimit.truncated"`` marks time-limit truncation)
         :param behaviour_probs: Probability :math:`\\mu(a_k|s_k)` of each taken action under the behaviour policy
-            ``[n_envs]``, or ``None`` (stored as NaN)
+            ``[n_envs]``, each in (0, 1] (else a ``ValueError``, before anything is written), or ``None`` (stored as NaN)
         """
+        if behaviour_probs is not None:  # checked before anything is written
+            probs = np.asarray(behaviour_probs, dtype=np.float32).reshape(self.n_envs)
+            if not np.all((probs > 0.0) & (probs <= 1.0)):  # NaN and inf fail too
+                raise ValueError(
+                    f"`behaviour_probs` must be probabilities in (0, 1] (mu(a|s) of the taken actions), got {probs.tolist()}"
+                )
         obs_parts = self._split_obs(obs)
         next_obs_parts = self._split_obs(next_obs)
         if self.handle_timeout_termination:
