@@ -106,7 +106,7 @@ def test_bad_temperatures_are_refused_by_name(ent_coef, error):
 def test_temperature_out_of_the_dtype_range(dtype, ent_coef):
     with pytest.raises(ValueError, match=rf"ent_coef.*underflows or overflows in {dtype}"):
         soft_lambda_returns(**window(dtype=dtype), **{**KWARGS, "ent_coef": ent_coef})
-    with pytest.raises(ValueError, match="ent_coef.*underflows or overflows"):
+    with pytest.raises(ValueError, match=r"ent_coef.*underflows or overflows"):
         soft_value(th.zeros(2, 3, dtype=dtype), ent_coef)
     # the same temperature is fine in float64 (when it fits there)
     if dtype != th.float64:
@@ -142,16 +142,16 @@ def test_numpy_numbers_are_accepted():
 @pytest.mark.parametrize("dtype", [th.float32, th.bool])
 def test_non_integer_actions_are_refused_by_name(dtype):
     actions = window()["next_actions"].to(dtype)
-    with pytest.raises(TypeError, match="next_actions.*integer"):
+    with pytest.raises(TypeError, match=r"next_actions.*integer"):
         call_returns(next_actions=actions)
-    with pytest.raises(TypeError, match="actions.*integer"):
+    with pytest.raises(TypeError, match=r"actions.*integer"):
         munchausen_rewards(th.zeros(2, 3), th.zeros(2, 3, 4), actions, 0.1, 0.9)
 
 
 def test_integer_action_values_are_refused_by_name():
-    with pytest.raises(TypeError, match="next_q_values.*floating"):
+    with pytest.raises(TypeError, match=r"next_q_values.*floating"):
         call_returns(next_q_values=th.zeros(2, 3, 3, dtype=th.long))
-    with pytest.raises(TypeError, match="`q`.*floating"):
+    with pytest.raises(TypeError, match=r"`q`.*floating"):
         soft_value(th.zeros(2, 3, dtype=th.long), 0.1)
 
 
@@ -162,21 +162,21 @@ def test_unknown_trace_and_missing_behaviour_probs():
         call_returns(trace=3)
     with pytest.raises(ValueError, match="needs `next_behaviour_probs`"):
         call_returns(trace="retrace")
-    with pytest.raises(TypeError, match="`next_behaviour_probs` must be a torch.Tensor"):
+    with pytest.raises(TypeError, match=r"`next_behaviour_probs` must be a torch.Tensor"):
         call_returns(trace="retrace", next_behaviour_probs=np.ones((2, 3)))
     extras = soft_lambda_returns_with_extras(**window(), **KWARGS, trace="retrace", next_behaviour_probs=th.ones(2, 3))
     assert extras.returns.shape == extras.trace_coefs.shape == (2, 3)
 
 
 def test_general_returns_and_diagnostics_refuse_non_tensors():
-    with pytest.raises(TypeError, match="`rewards` must be a torch.Tensor"):
+    with pytest.raises(TypeError, match=r"`rewards` must be a torch.Tensor"):
         general_off_policy_returns(np.zeros((2, 3)), *(th.zeros(2, 3) for _ in range(5)))
-    with pytest.raises(TypeError, match="`discounts` must be a torch.Tensor"):
+    with pytest.raises(TypeError, match=r"`discounts` must be a torch.Tensor"):
         general_off_policy_returns(*(th.zeros(2, 3) for _ in range(4)), [[0.9] * 3] * 2, th.ones(2, 3))
-    with pytest.raises(TypeError, match="`valid` must be a torch.Tensor"):
+    with pytest.raises(TypeError, match=r"`valid` must be a torch.Tensor"):
         trace_diagnostics(th.zeros(2, 3), th.ones(2, 3), np.ones((2, 3)))
     for function in (soft_value, boltzmann_log_probs):
-        with pytest.raises(TypeError, match="`q` must be a torch.Tensor"):
+        with pytest.raises(TypeError, match=r"`q` must be a torch.Tensor"):
             function(np.zeros((2, 3)), 0.1)
-    with pytest.raises(TypeError, match="`log_probs` must be a torch.Tensor"):
+    with pytest.raises(TypeError, match=r"`log_probs` must be a torch.Tensor"):
         entropy([0.0, 0.0])
