@@ -14,8 +14,10 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from sb3_softq.common.returns import (
     _reverse_recurrence_loop,
     _reverse_recurrence_scan,
+    compiled_soft_lambda_returns,
     general_off_policy_returns,
     soft_lambda_returns,
+    soft_lambda_returns_with_extras,
     soft_trace_coefficients,
     trace_diagnostics,
 )
@@ -716,3 +718,36 @@ def test_invalid_arguments():
         general_off_policy_returns(*(th.zeros(2, 3) for _ in range(4)), th.zeros(2, 4), th.ones(2, 3))
     with pytest.raises(ValueError, match="continues"):
         trace_diagnostics(th.zeros(2, 3), th.ones(3, 2))
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Opt-in compiled returns
+# --------------------------------------------------------------------------------------------------------------
+
+
+def test_compiled_returns_fall_back_to_eager_when_the_compiler_fails():
+    def failing_backend(graph_module, example_inputs):
+        raise RuntimeError("no compiler here")
+
+    compiled = compiled_soft_lambda_returns(backend=failing_backend)
+    inputs = make_inputs(3, 5, dtype=th.float32, seed=11)
+    kwargs = dict(gamma=0.9, trace_lambda=0.8, ent_coef=0.2, trace="retrace")
+    with pytest.warns(UserWarning, match="torch.compile failed"):
+        first = compiled(**inputs, **kwargs)
+    expected = soft_lambda_returns_with_extras(**inputs, **kwargs)
+    th.testing.assert_close(first, expected, rtol=0, atol=0)
+    th.testing.assert_close(compiled(**inputs, **kwargs), expected, rtol=0, atol=0)  # no second warning needed
+    with pytest.raises(ValueError, match="trace_lambda"):  # the same checks as the eager function
+        compiled(**inputs, **{**kwargs, "trace_lambda": 2.0})
+
+
+@pytest.mark.slow
+def test_compiled_returns_equal_eager():
+    """torch.compile (Inductor) fuses and reorders the arithmetic: equal up to float32 rounding."""
+    compiled = compiled_soft_lambda_returns()
+    inputs = make_inputs(16, 8, dtype=th.float32, seed=12, prior=True)
+    kwargs = dict(gamma=0.99, trace_lambda=0.9, ent_coef=th.tensor(0.1), trace="tree_backup")
+    expected = soft_lambda_returns_with_extras(**inputs, **kwargs)
+    result = compiled(**inputs, **kwargs)
+    th.testing.assert_close(result.returns, expected.returns, rtol=1e-6, atol=1e-6)
+    th.testing.assert_close(result.trace_coefs, expected.trace_coefs, rtol=1e-6, atol=1e-6)

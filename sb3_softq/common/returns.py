@@ -28,7 +28,9 @@ and :math:`a_{k+1}` (paper :math:`c_{k+1}`).
 
 import math
 import numbers
-from typing import NamedTuple
+import warnings
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import torch as th
 
@@ -48,6 +50,7 @@ __all__ = [
     "SoftLambdaReturns",
     "TraceName",
     "check_munchausen",
+    "compiled_soft_lambda_returns",
     "general_off_policy_returns",
     "munchausen_rewards",
     "soft_lambda_returns",
@@ -139,9 +142,9 @@ def _reverse_recurrence_loop(base: th.Tensor, coefs: th.Tensor, cut: th.Tensor |
     (``masked_fill``, not a product with 0), so that a non-finite :math:`G_{k+1}` (from a later episode of the window)
     leaves :math:`G_k = b_k` exact and finite.
 
-    The loop writes each step in place into one time-major copy of ``base`` (two small kernels per step and no
-    final stacking). Autograd does not allow in-place writes into the views of ``unbind``: when a gradient is
-    needed, :func:`_solve_reverse_recurrence` uses :func:`_reverse_recurrence_scan` instead.
+    The loop writes each step in place into the columns of one copy of ``base`` (two small kernels per step, no
+    transposition and no final stacking). Autograd does not allow in-place writes into the views of ``unbind``:
+    when a gradient is needed, :func:`_solve_reverse_recurrence` uses :func:`_reverse_recurrence_scan` instead.
 
     :param base: :math:`b`, ``[batch, time]``
     :param coefs: :math:`a`, ``[batch, time]`` (the last column is not used)
@@ -150,11 +153,12 @@ def _reverse_recurrence_loop(base: th.Tensor, coefs: th.Tensor, cut: th.Tensor |
     """
     if cut is None:
         cut = coefs == 0
-    returns = base.t().clone(memory_format=th.contiguous_format)  # [time, batch], always a copy: written in place
-    returns_by_step, coefs_by_step, cut_by_step = returns.unbind(0), coefs.t().unbind(0), cut.t().unbind(0)
+    # Batch-major columns (strided views): no transposed copies in or out. Always a copy: written in place.
+    returns = base.clone(memory_format=th.contiguous_format)
+    returns_by_step, coefs_by_step, cut_by_step = returns.unbind(1), coefs.unbind(1), cut.unbind(1)
     for k in range(len(returns_by_step) - 2, -1, -1):
         returns_by_step[k].addcmul_(coefs_by_step[k], returns_by_step[k + 1].masked_fill(cut_by_step[k], 0.0))
-    return returns.t().clone(memory_format=th.contiguous_format)
+    return returns
 
 
 def _reverse_recurrence_scan(base: th.Tensor, coefs: th.Tensor, cut: th.Tensor | None = None) -> th.Tensor:
@@ -206,9 +210,14 @@ def _solve_reverse_recurrence(base: th.Tensor, coefs: th.Tensor, cut: th.Tensor 
 
 def _in_window_continues(continues: th.Tensor) -> th.Tensor:
     """``continues`` as a bool mask, with the last time index set to ``False`` (the window ends there)."""
-    mask = continues.clone() if continues.dtype == th.bool else continues != 0
-    mask[:, -1] = False
-    return mask
+    return ~_cut_mask(continues)
+
+
+def _cut_mask(continues: th.Tensor) -> th.Tensor:
+    """Where the trace is cut: ``continues`` is 0, and always at the last time index (the window ends there)."""
+    cut = ~continues if continues.dtype == th.bool else continues == 0
+    cut[:, -1].fill_(True)
+    return cut
 
 
 def general_off_policy_returns(
@@ -277,7 +286,7 @@ def _general_returns(
     """:func:`general_off_policy_returns` on checked inputs of one floating dtype."""
     # G_k = r_k + g_k V_{k+1} - a_k Q_{k+1} + a_k G_{k+1}, with a_k = g_k c_{k+1} where the trace continues; where it
     # is cut (also at the last time index, where the window ends) a_k, Q_{k+1} and G_{k+1} are selected away.
-    cut = ~_in_window_continues(continues)
+    cut = _cut_mask(continues)
     coefs = (discounts * trace_coefs).masked_fill_(cut, 0.0)
     base = th.addcmul(rewards, discounts, next_values).addcmul_(coefs, next_action_values.masked_fill(cut, 0.0), value=-1.0)
     return _solve_reverse_recurrence(base, coefs, cut)
@@ -453,6 +462,44 @@ def soft_lambda_returns_with_extras(
     :return: the returns :math:`G_k` and the trace coefficients :math:`c_{k+1}`, ``[batch, time]`` each, in the
         dtype of ``next_q_values``
     """
+    gamma, next_actions, trace_lambda = _check_returns_inputs(
+        rewards, next_q_values, next_actions, terminated, continues, gamma, trace_lambda, ent_coef, trace,
+        next_log_prior, next_behaviour_probs,
+    )  # fmt: skip
+    return SoftLambdaReturns(
+        *_soft_lambda_core(
+            rewards,
+            next_q_values,
+            next_actions,
+            terminated,
+            continues,
+            gamma,
+            trace_lambda,
+            ent_coef,
+            trace,
+            next_log_prior,
+            next_behaviour_probs,
+        )
+    )
+
+
+def _check_returns_inputs(
+    rewards: th.Tensor,
+    next_q_values: th.Tensor,
+    next_actions: th.Tensor,
+    terminated: th.Tensor,
+    continues: th.Tensor,
+    gamma: float,
+    trace_lambda: float,
+    ent_coef: float | th.Tensor,
+    trace: str,
+    next_log_prior: th.Tensor | None,
+    next_behaviour_probs: th.Tensor | None,
+) -> tuple[float, th.Tensor, float]:
+    """Check the arguments of :func:`soft_lambda_returns_with_extras`.
+
+    :return: ``gamma`` as a float, ``next_actions`` as ``[batch, time]`` and ``trace_lambda`` as a float
+    """
     gamma = _check_unit_interval("gamma", gamma)
     next_actions, trace_lambda = _check_soft_inputs(
         next_q_values, next_actions, trace_lambda, ent_coef, trace, next_log_prior, next_behaviour_probs
@@ -460,15 +507,32 @@ def soft_lambda_returns_with_extras(
     batch_time = tuple(next_q_values.shape[:2])
     for name, tensor in (("rewards", rewards), ("terminated", terminated), ("continues", continues)):
         _check_shape(name, tensor, batch_time, "[batch, time]")
+    return gamma, next_actions, trace_lambda
 
+
+def _soft_lambda_core(
+    rewards: th.Tensor,
+    next_q_values: th.Tensor,
+    next_actions: th.Tensor,
+    terminated: th.Tensor,
+    continues: th.Tensor,
+    gamma: float,
+    trace_lambda: float,
+    ent_coef: float | th.Tensor,
+    trace: str,
+    next_log_prior: th.Tensor | None,
+    next_behaviour_probs: th.Tensor | None,
+) -> tuple[th.Tensor, th.Tensor]:
+    """The tensor work of :func:`soft_lambda_returns_with_extras` on checked inputs (what
+    :func:`compiled_soft_lambda_returns` compiles): the returns and the trace coefficients."""
     dtype = next_q_values.dtype
     action_index = _action_index(next_actions, next_q_values.shape[-1])
     next_values, action_log_probs = _soft_value_and_action_log_probs(next_q_values, action_index, ent_coef, next_log_prior)
     trace_coefs = _trace_coefficients(action_log_probs, trace_lambda, trace, next_behaviour_probs)
     next_action_values = _gather_actions(next_q_values, action_index)
-    discounts = (1.0 - terminated.to(dtype)) * gamma
+    discounts = th.rsub(terminated.to(dtype), gamma, alpha=gamma)  # gamma (1 - terminated), one kernel, exact
     returns = _general_returns(rewards.to(dtype), next_values, next_action_values, trace_coefs, discounts, continues)
-    return SoftLambdaReturns(returns, trace_coefs)
+    return returns, trace_coefs
 
 
 def soft_lambda_returns(
@@ -511,6 +575,57 @@ def soft_lambda_returns(
     ).returns
 
 
+def compiled_soft_lambda_returns(**compile_kwargs: Any) -> Callable[..., SoftLambdaReturns]:
+    """
+    An opt-in ``torch.compile`` of :func:`soft_lambda_returns_with_extras`: same arguments, same checks, same
+    results up to rounding (the compiler fuses and reorders the floating-point operations: about 1e-7 relative in
+    float32), with the soft value, the trace coefficients and the whole reverse recurrence fused into a few kernels.
+
+    Not the default: on CPU the first call compiles for tens of seconds (Inductor's start-up and a C++ build), and
+    every new window shape (``batch``, ``time``) or trace compiles again for seconds, which pays only in long runs
+    with fixed shapes. Measured by ``benchmarks/bench_returns.py`` (``benchmarks/results/returns_cpu.md``). Where
+    no compiler works (no C++ toolchain on CPU, no Triton on GPU) the first call warns once and every call runs
+    the eager functions.
+
+    :param compile_kwargs: passed to ``torch.compile`` (``dynamic=False`` unless given)
+    :return: a function with the signature of :func:`soft_lambda_returns_with_extras`
+    """
+    from torch._dynamo.exc import BackendCompilerFailed  # imported here: torch._dynamo is slow to import
+
+    compiled_core = th.compile(_soft_lambda_core, **{"dynamic": False, **compile_kwargs})
+    core: list[Callable[..., tuple[th.Tensor, th.Tensor]]] = [compiled_core]
+
+    def soft_lambda_returns_compiled(
+        rewards: th.Tensor,
+        next_q_values: th.Tensor,
+        next_actions: th.Tensor,
+        terminated: th.Tensor,
+        continues: th.Tensor,
+        gamma: float,
+        trace_lambda: float,
+        ent_coef: float | th.Tensor,
+        trace: TraceName | str = "tree_backup",
+        next_log_prior: th.Tensor | None = None,
+        next_behaviour_probs: th.Tensor | None = None,
+    ) -> SoftLambdaReturns:
+        gamma, next_actions, trace_lambda = _check_returns_inputs(
+            rewards, next_q_values, next_actions, terminated, continues, gamma, trace_lambda, ent_coef, trace,
+            next_log_prior, next_behaviour_probs,
+        )  # fmt: skip
+        args = (rewards, next_q_values, next_actions, terminated, continues, gamma, trace_lambda, ent_coef, trace,
+                next_log_prior, next_behaviour_probs)  # fmt: skip
+        try:
+            return SoftLambdaReturns(*core[0](*args))
+        except BackendCompilerFailed as error:
+            if core[0] is _soft_lambda_core:
+                raise
+            warnings.warn(f"torch.compile failed ({type(error.inner_exception).__name__}): running the eager returns")
+            core[0] = _soft_lambda_core
+            return SoftLambdaReturns(*_soft_lambda_core(*args))
+
+    return soft_lambda_returns_compiled
+
+
 def trace_diagnostics(trace_coefs: th.Tensor, continues: th.Tensor, valid: th.Tensor | None = None) -> dict[str, th.Tensor]:
     """
     Summaries of the trace coefficients of a batch, for logging (``train/...``), as 0-d tensors on the device of
@@ -543,12 +658,13 @@ def trace_diagnostics(trace_coefs: th.Tensor, continues: th.Tensor, valid: th.Te
         _check_shape("valid", valid, shape, "[batch, time]")
         valid_mask = valid if valid.dtype == th.bool else valid != 0
     coefs = trace_coefs.detach().to(th.float32)  # float32: available on every device (float64 is not on MPS)
-    continuing = _in_window_continues(continues)
+    stops = _cut_mask(continues)
     if valid is not None:
-        continuing &= valid_mask
-    kept = coefs.masked_fill(~continuing, 0.0)
+        stops |= ~valid_mask
+    continuing = ~stops
+    kept = coefs.masked_fill(stops, 0.0)
     # L_t = 1 + c_t L_{t+1}: the same reverse recurrence as the returns, cut where the step does not continue.
-    lengths = _solve_reverse_recurrence(th.ones_like(kept), kept, ~continuing)
+    lengths = _solve_reverse_recurrence(th.ones_like(kept), kept, stops)
 
     n_continuing = continuing.sum().clamp_(min=1)
     cut_fraction = (continuing & (coefs < 0.05)).sum() / n_continuing
