@@ -481,18 +481,18 @@ class SequenceReplayBuffer(ReplayBuffer):
         if isinstance(self.action_space, spaces.Discrete):
             actions = actions[..., 0].astype(np.int64)
 
-        stacked = self.to_torch(scalars, copy=False)
+        rewards, terminated, truncated, continues, valid_steps, behaviour_probs = self.to_torch(scalars, copy=False).unbind(0)
         # Every array here is a fresh copy (take, fancy indexing, stacking or normalisation): no need to copy it again
         return SequenceReplayBufferSamples(
             observations=self._obs_to_torch(observations),
             actions=self.to_torch(actions, copy=False),
             next_observations=self._obs_to_torch(next_observations),
-            rewards=stacked[0],
-            terminated=stacked[1],
-            truncated=stacked[2],
-            continues=stacked[3],
-            valid=stacked[4],
-            behaviour_probs=stacked[5],
+            rewards=rewards,
+            terminated=terminated,
+            truncated=truncated,
+            continues=continues,
+            valid=valid_steps,
+            behaviour_probs=behaviour_probs,
         )
 
 
