@@ -59,10 +59,13 @@ __all__ = [
     "trace_diagnostics",
 ]
 
-#: Windows shorter than this use the reverse time loop, longer ones (this length included) the doubling scan, which
-#: also serves every call that autograd differentiates. Measured on CPU by ``benchmarks/bench_returns.py`` (see
-#: ``benchmarks/results/returns_cpu.md``).
-SCAN_MIN_LENGTH = 48
+#: Windows of at least this length use the doubling scan when the batch holds at most ``SCAN_MAX_BATCH`` windows;
+#: every other call without gradient uses the reverse time loop (calls that autograd differentiates always use the
+#: scan). Measured on CPU by ``benchmarks/bench_returns.py`` (see ``benchmarks/results/returns_cpu.md``): with the cut
+#: positions isolated exactly, the loop is the faster up to 96 steps for 128 windows and more.
+SCAN_MIN_LENGTH = 64
+#: See ``SCAN_MIN_LENGTH``.
+SCAN_MAX_BATCH = 64
 
 
 class SoftLambdaReturns(NamedTuple):
@@ -203,7 +206,7 @@ def _solve_reverse_recurrence(base: th.Tensor, coefs: th.Tensor, cut: th.Tensor 
     whenever autograd has to differentiate through it); ``G_{k+1}`` is not read where ``cut`` (see the solvers).
     """
     needs_grad = th.is_grad_enabled() and (base.requires_grad or coefs.requires_grad)
-    if needs_grad or base.shape[-1] >= SCAN_MIN_LENGTH:
+    if needs_grad or (base.shape[-1] >= SCAN_MIN_LENGTH and base.shape[0] <= SCAN_MAX_BATCH):
         return _reverse_recurrence_scan(base, coefs, cut)
     return _reverse_recurrence_loop(base, coefs, cut)
 
