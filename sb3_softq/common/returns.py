@@ -463,7 +463,15 @@ def soft_lambda_returns_with_extras(
     :param next_behaviour_probs: :math:`\\mu(a_{k+1}|s_{k+1})`, ``[batch, time]``, the behaviour probability of
         the stored next action; required for ``"importance_sampling"`` and ``"retrace"``
     :return: the returns :math:`G_k` and the trace coefficients :math:`c_{k+1}`, ``[batch, time]`` each, in the
-        dtype of ``next_q_values``
+        dtype of ``next_q_values``; a NaN or an infinity in one episode of a window never reaches the returns of
+        another (see :func:`general_off_policy_returns`)
+    :raises TypeError: naming the argument, for a value that is not a tensor (NumPy arrays and lists included), a
+        non-integer ``next_actions``, non-floating ``next_q_values``, or a ``gamma`` / ``trace_lambda`` / ``ent_coef``
+        that is not a real number (booleans and strings included)
+    :raises ValueError: naming the argument, for a shape mismatch, ``time == 0`` or ``n_actions == 0``, ``gamma`` or
+        ``trace_lambda`` outside [0, 1] (NaN included), a float ``ent_coef`` that is not finite and > 0 or that
+        underflows or overflows in the dtype of ``next_q_values``, an unknown ``trace``, or missing
+        ``next_behaviour_probs``
     """
     gamma, next_actions, trace_lambda = _check_returns_inputs(
         rewards, next_q_values, next_actions, terminated, continues, gamma, trace_lambda, ent_coef, trace,
