@@ -185,7 +185,8 @@ class SequenceReplayBuffer(ReplayBuffer):
         assert not isinstance(obs, dict)
         return {_SINGLE_KEY: np.asarray(obs).reshape((self.n_envs, *self.obs_shape))}
 
-    def _merge_obs(self, parts: dict[str, np.ndarray]) -> np.ndarray | dict[str, np.ndarray]:
+    def _merge_obs(self, parts: dict[str, Any]) -> Any:
+        """:return: the observation (array or tensor) of a non-Dict space, or the dict of a Dict space."""
         return parts[_SINGLE_KEY]
 
     def _obs_to_torch(self, obs: np.ndarray | dict[str, np.ndarray]) -> th.Tensor | TensorDict:
@@ -401,29 +402,28 @@ class SequenceReplayBuffer(ReplayBuffer):
         # `take` on the flattened view is several times faster than broadcast indexing with two index arrays
         return array.reshape(-1, *array.shape[2:]).take(flat_inds, axis=0, out=out)
 
-    def _gather_observations(
-        self, flat_inds: np.ndarray, following: np.ndarray, ended: np.ndarray
-    ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    def _gather_observations(self, flat_inds: np.ndarray, following: np.ndarray, ended: np.ndarray) -> dict[str, np.ndarray]:
         """
-        Observations and next observations ``[B, T, ...]``, read with one ``take`` per key (the two halves of one
-        fresh array): the next observation is the following slot's, or the terminal store's where the episode ended.
+        Observations and next observations, read with one ``take`` per key into one fresh array ``[2, B, T, ...]``
+        (``[0]``: :math:`s_k`, ``[1]``: :math:`s_{k+1}`): the next observation is the following slot's, or the
+        terminal store's where the episode ended.
 
         :param flat_inds: flat indices (see :meth:`_read`) of the steps ``[B, T]``
         :param following: flat indices of the slots that follow them ``[B, T]``
         :param ended: whether the episode ended at each step ``[B, T]``
+        :return: the ``[2, B, T, ...]`` arrays by key
         """
         store_ids = self._read(self.terminal_index, flat_inds).ravel()
         from_store = np.flatnonzero(ended.ravel() & (store_ids >= 0))
         terminal_store = self._terminal_parts()
-        both = np.stack((flat_inds, following))  # [2, B, T]
-        obs, next_obs = {}, {}
+        both = np.stack((flat_inds, following))
+        pairs = {}
         for key, storage in self._observation_parts().items():
-            pair = self._read(storage, both)
-            obs[key], next_obs[key] = pair[0], pair[1]
+            pairs[key] = self._read(storage, both)
             if from_store.size > 0:
-                flat_next_obs = pair[1].reshape(-1, *storage.shape[2:])  # a view of the fresh copy
+                flat_next_obs = pairs[key][1].reshape(-1, *storage.shape[2:])  # a view of the fresh copy
                 flat_next_obs[from_store] = terminal_store[key][store_ids[from_store]]
-        return obs, next_obs
+        return pairs
 
     def _get_samples(  # type: ignore[override]
         self,
@@ -463,9 +463,9 @@ class SequenceReplayBuffer(ReplayBuffer):
 
         # rows: rewards, terminated, truncated, continues, valid, behaviour_probs
         scalars = np.empty((6, *flat_inds.shape), dtype=np.float32)
-        dones, truncated = self._read(self.dones, flat_inds), self._read(self.timeouts, flat_inds, out=scalars[2])
-        ended = (dones + truncated) > 0
-        np.logical_and(dones > 0, truncated == 0, out=scalars[1])  # terminated: ended, not through a time limit
+        dones, timeouts = self._read(self.dones, flat_inds), self._read(self.timeouts, flat_inds, out=scalars[2])
+        ended = (dones + timeouts) > 0
+        np.logical_and(dones > 0, timeouts == 0, out=scalars[1])  # terminated: ended, not through a time limit
         self._read(self.rewards, flat_inds, out=scalars[0])
         if env is not None:
             scalars[0] = self._normalize_reward(scalars[0], env)
@@ -474,9 +474,16 @@ class SequenceReplayBuffer(ReplayBuffer):
         scalars[4] = valid
         self._read(self.behaviour_probs, flat_inds, out=scalars[5])
 
-        obs_parts, next_obs_parts = self._gather_observations(flat_inds, following, ended)
-        observations = self._normalize_obs(self._merge_obs(obs_parts), env)
-        next_observations = self._normalize_obs(self._merge_obs(next_obs_parts), env)
+        pairs = self._gather_observations(flat_inds, following, ended)
+        if env is None:  # one conversion (one host-to-device copy) per key for both, split into views
+            split = {key: self.to_torch(pair, copy=False).unbind(0) for key, pair in pairs.items()}
+            observations = self._merge_obs({key: obs for key, (obs, _) in split.items()})
+            next_observations = self._merge_obs({key: next_obs for key, (_, next_obs) in split.items()})
+        else:  # VecNormalize normalises each half into a new array
+            observations = self._obs_to_torch(self._normalize_obs(self._merge_obs({k: p[0] for k, p in pairs.items()}), env))
+            next_observations = self._obs_to_torch(
+                self._normalize_obs(self._merge_obs({k: p[1] for k, p in pairs.items()}), env)
+            )
         actions = self._read(self.actions, flat_inds)
         if isinstance(self.action_space, spaces.Discrete):
             actions = actions[..., 0].astype(np.int64)
@@ -484,9 +491,9 @@ class SequenceReplayBuffer(ReplayBuffer):
         rewards, terminated, truncated, continues, valid_steps, behaviour_probs = self.to_torch(scalars, copy=False).unbind(0)
         # Every array here is a fresh copy (take, fancy indexing, stacking or normalisation): no need to copy it again
         return SequenceReplayBufferSamples(
-            observations=self._obs_to_torch(observations),
+            observations=observations,
             actions=self.to_torch(actions, copy=False),
-            next_observations=self._obs_to_torch(next_observations),
+            next_observations=next_observations,
             rewards=rewards,
             terminated=terminated,
             truncated=truncated,
@@ -568,7 +575,7 @@ class DictSequenceReplayBuffer(SequenceReplayBuffer):
         # Reshape needed when using multiple envs with discrete observations
         return {key: np.asarray(obs[key]).reshape((self.n_envs, *shape)) for key, shape in self.obs_shape.items()}
 
-    def _merge_obs(self, parts: dict[str, np.ndarray]) -> np.ndarray | dict[str, np.ndarray]:
+    def _merge_obs(self, parts: dict[str, Any]) -> Any:
         return parts
 
     def _obs_to_torch(self, obs: np.ndarray | dict[str, np.ndarray]) -> th.Tensor | TensorDict:
