@@ -35,20 +35,19 @@ from typing import Any, NamedTuple
 import torch as th
 
 from sb3_softq.common.soft import _check_temperature, boltzmann_log_probs, boltzmann_logits
+from sb3_softq.common.traces import TRACES as TRACES  # re-exported (owner: sb3_softq.common.traces)
+from sb3_softq.common.traces import TRACES_NEEDING_BEHAVIOUR_PROBS as TRACES_NEEDING_BEHAVIOUR_PROBS
 from sb3_softq.common.traces import (
-    TRACES,
-    TRACES_NEEDING_BEHAVIOUR_PROBS,
     TraceName,
     check_trace,
     needs_behaviour_probs,
     trace_coefficients,
 )
 
+# TRACES, TRACES_NEEDING_BEHAVIOUR_PROBS and TraceName stay importable from here, but they are owned by
+# sb3_softq.common.traces (autodoc documents neither imported constants nor typing aliases under this module).
 __all__ = [
-    "TRACES",
-    "TRACES_NEEDING_BEHAVIOUR_PROBS",
     "SoftLambdaReturns",
-    "TraceName",
     "check_munchausen",
     "compiled_soft_lambda_returns",
     "general_off_policy_returns",
