@@ -210,11 +210,6 @@ def _solve_reverse_recurrence(base: th.Tensor, coefs: th.Tensor, cut: th.Tensor 
     return _reverse_recurrence_loop(base, coefs, cut)
 
 
-def _in_window_continues(continues: th.Tensor) -> th.Tensor:
-    """``continues`` as a bool mask, with the last time index set to ``False`` (the window ends there)."""
-    return ~_cut_mask(continues)
-
-
 def _cut_mask(continues: th.Tensor) -> th.Tensor:
     """Where the trace is cut: ``continues`` is 0, and always at the last time index (the window ends there)."""
     cut = ~continues if continues.dtype == th.bool else continues == 0
