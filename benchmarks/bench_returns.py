@@ -6,11 +6,13 @@ Candidates (same inputs, same outputs):
 - ``loop``: reverse Python loop over time, vectorised over the batch (``_reverse_recurrence_loop``)
 - ``scan``: parallel Hillis-Steele doubling scan, ceil(log2 T) passes (``_reverse_recurrence_scan``)
 - ``matrix``: closed form G = M b with M[t, k] = prod_{i=t}^{k-1} a_i built by a masked cumulative product
-  (no division, so zero coefficients are exact), O(B T^2)
-- ``compiled loop``: ``torch.compile`` of the loop (steady state; the compile time is reported separately)
+  (no division, so zero coefficients are exact), O(B T^2); a reference only: it does not isolate non-finite
+  values beyond a cut, as the shipped solvers do
 
-plus ``shipped``: the whole ``soft_lambda_returns`` (4 actions, tree backup) as the package runs it.
-Times are medians over interleaved rounds, in microseconds per call.
+plus ``shipped``: the whole ``soft_lambda_returns`` (4 actions, tree backup) as the package runs it, and
+``compiled``: the same through ``compiled_soft_lambda_returns()`` (``torch.compile``; steady state, the compile time
+of each shape is reported separately). Times are medians over interleaved rounds, in microseconds per call: on a
+shared machine compare only figures of one run (other processes move them by tens of percent between runs).
 
 Usage::
 
@@ -32,6 +34,7 @@ from sb3_softq.common.returns import (
     _reverse_recurrence_loop,
     _reverse_recurrence_scan,
     _solve_reverse_recurrence,
+    compiled_soft_lambda_returns,
     soft_lambda_returns,
 )
 
@@ -83,17 +86,18 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--round-time", type=float, default=0.03, help="seconds per implementation per round")
     parser.add_argument("--no-compile", action="store_true", help="skip the torch.compile candidate")
+    parser.add_argument("--trace", default="tree_backup", help="trace of the shipped and compiled candidates")
     parser.add_argument("--no-matrix", action="store_true", help="skip the O(B T^2) closed form")
     args = parser.parse_args()
 
     device = th.device(args.device)
     th.manual_seed(0)
-    compiled_loop = None
+    compiled = None
     if not args.no_compile:
         import torch._dynamo
 
         torch._dynamo.config.cache_size_limit = 64
-        compiled_loop = th.compile(_reverse_recurrence_loop, dynamic=False)
+        compiled = compiled_soft_lambda_returns()
 
     if device.type == "cuda":
         machine = th.cuda.get_device_name(device)
@@ -104,10 +108,10 @@ def main() -> None:
     print(f"Device: {device} ({machine}); torch {th.__version__}; Python {platform.python_version()}")
     print("Median microseconds per call (lower is better); float32; trace coefficients ~U(0, 1), 20% zeros.\n")
 
-    names = ["loop", "scan"] + ([] if args.no_matrix else ["matrix"]) + ([] if compiled_loop is None else ["compiled loop"])
+    names = ["loop", "scan"] + ([] if args.no_matrix else ["matrix"])
     header = ["B", "T", *names, "fastest", "shipped (`soft_lambda_returns`)"]
-    if compiled_loop is not None:
-        header.append("compile time (s)")
+    if compiled is not None:
+        header += ["compiled (`compiled_soft_lambda_returns`)", "compile time (s)"]
     print("| " + " | ".join(header) + " |")
     print("|" + "---|" * len(header))
     for batch_size in args.batch_sizes:
@@ -121,13 +125,6 @@ def main() -> None:
             }
             if not args.no_matrix:
                 candidates["matrix"] = partial(reverse_recurrence_matrix, base, coefs)
-            compile_time = float("nan")
-            if compiled_loop is not None:
-                start = time.perf_counter()
-                compiled_loop(base, coefs)
-                _synchronize(device)
-                compile_time = time.perf_counter() - start
-                candidates["compiled loop"] = partial(compiled_loop, base, coefs)
             for name, candidate in candidates.items():
                 th.testing.assert_close(candidate(), reference, rtol=1e-4, atol=1e-4, msg=f"{name} disagrees")
             th.testing.assert_close(_solve_reverse_recurrence(base, coefs), reference, rtol=1e-4, atol=1e-4)
@@ -137,9 +134,17 @@ def main() -> None:
             next_actions = th.randint(args.n_actions, (batch_size, n_steps), device=device)
             terminated = th.rand(batch_size, n_steps, device=device) < 0.02
             continues = ~terminated & (th.rand(batch_size, n_steps, device=device) > 0.02)
-            candidates["shipped"] = partial(
-                soft_lambda_returns, rewards, next_q_values, next_actions, terminated, continues, 0.99, 0.9, 0.1
-            )
+            window = (rewards, next_q_values, next_actions, terminated, continues, 0.99, 0.9, 0.1, args.trace)
+            mu = th.full((batch_size, n_steps), 0.5, device=device)
+            candidates["shipped"] = partial(soft_lambda_returns, *window, next_behaviour_probs=mu)
+            compile_time = float("nan")
+            if compiled is not None:
+                start = time.perf_counter()
+                result = compiled(*window, next_behaviour_probs=mu)
+                _synchronize(device)
+                compile_time = time.perf_counter() - start
+                th.testing.assert_close(result.returns, candidates["shipped"](), rtol=1e-5, atol=1e-5)
+                candidates["compiled"] = partial(compiled, *window, next_behaviour_probs=mu)
 
             times = time_interleaved(candidates, device, args.rounds, args.round_time)
             fastest = min(names, key=lambda name: times[name])
@@ -150,8 +155,8 @@ def main() -> None:
                 fastest,
                 f"{times['shipped']:.0f}",
             ]
-            if compiled_loop is not None:
-                row.append(f"{compile_time:.1f}")
+            if compiled is not None:
+                row += [f"{times['compiled']:.0f}", f"{compile_time:.1f}"]
             print("| " + " | ".join(row) + " |", flush=True)
 
 

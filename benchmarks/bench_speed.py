@@ -17,6 +17,10 @@ DQN does not. The row "DQN (fused Adam)" is DQN with the same optimizer, which t
 Usage::
 
     python benchmarks/bench_speed.py [--device cpu] [--repeats 3] [--steps 20000] [--json results.json]
+    # SoftQLambda with its defaults (tree backup, learned temperature) and SoftQ against DQN, 256 and 1,024 targets:
+    python benchmarks/bench_speed.py --targets 256 --algorithms SoftQ "SoftQLambda (tree_backup, auto temperature)"
+    python benchmarks/bench_speed.py --targets 1024 --sequence-length 16 \\
+        --algorithms SoftQ "SoftQLambda (tree_backup, auto temperature)"
 """
 
 import argparse
@@ -77,7 +81,21 @@ def make_models(
         models[f"SoftQLambda ({trace})"] = lambda trace=trace: SoftQLambda(  # type: ignore[misc]
             "MlpPolicy", ENV_ID, ent_coef=0.05, trace=trace, **lambda_kwargs
         )
+    # SoftQLambda's defaults: the tree-backup trace and the learned temperature
+    models["SoftQLambda (tree_backup, auto temperature)"] = lambda: SoftQLambda("MlpPolicy", ENV_ID, **lambda_kwargs)
     return models
+
+
+def select_models(
+    models: dict[str, Callable[[], BaseAlgorithm]], names: list[str] | None
+) -> dict[str, Callable[[], BaseAlgorithm]]:
+    """:return: the models named in ``names`` (exact names), DQN always first (the ratios are to DQN)."""
+    if not names:
+        return models
+    unknown = [name for name in names if name not in models]
+    if unknown:
+        raise ValueError(f"Unknown --algorithms {unknown}: choose among {list(models)}")
+    return {name: make for name, make in models.items() if name == "DQN" or name in names}
 
 
 def throughput(make: Callable[[], BaseAlgorithm], steps: int) -> float:
@@ -127,10 +145,13 @@ def main() -> None:
     parser.add_argument("--sequence-length", type=int, default=8)
     parser.add_argument("--net-arch", type=int, nargs="+", default=[64, 64], help="hidden layers of every Q-network")
     parser.add_argument("--json", default=None, help="write the results to this JSON file")
+    parser.add_argument(
+        "--algorithms", nargs="+", default=None, help="only these rows (exact names, DQN is always measured); all by default"
+    )
     args = parser.parse_args()
     th.set_num_threads(1)
 
-    models = make_models(args.device, args.targets, args.sequence_length, args.net_arch)
+    models = select_models(make_models(args.device, args.targets, args.sequence_length, args.net_arch), args.algorithms)
     results: dict[str, dict[str, list[float]]] = {
         name: {"steps_per_s": [], "us_per_target": [], "us_per_sampled_transition": []} for name in models
     }

@@ -14,8 +14,10 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from sb3_softq.common.returns import (
     _reverse_recurrence_loop,
     _reverse_recurrence_scan,
+    compiled_soft_lambda_returns,
     general_off_policy_returns,
     soft_lambda_returns,
+    soft_lambda_returns_with_extras,
     soft_trace_coefficients,
     trace_diagnostics,
 )
@@ -608,22 +610,24 @@ def test_trace_diagnostics_by_hand():
     # lengths L_t = 1 + c_t L_{t+1}: row 0: [1 + 0.5 * 1.02, 1 + 0.02 * 1, 1] = [1.51, 1.02, 1]; row 1: [1.8, 1, 1]
     stats = trace_diagnostics(trace_coefs, continues)
     assert set(stats) == {"mean_trace_coef", "effective_trace_length", "cut_fraction"}
-    assert all(isinstance(value, float) for value in stats.values())
+    # 0-d float32 tensors on the device of the coefficients: no host read inside
+    assert all(isinstance(value, th.Tensor) and value.shape == () and value.dtype == th.float32 for value in stats.values())
+    stats = {key: float(value) for key, value in stats.items()}
     assert stats["mean_trace_coef"] == pytest.approx((0.5 + 0.02 + 0.8) / 3)
     assert stats["cut_fraction"] == pytest.approx(1 / 3)
     assert stats["effective_trace_length"] == pytest.approx((1.51 + 1.02 + 1 + 1.8 + 1 + 1) / 6)
 
     valid = th.tensor([[True, True, True], [True, False, False]])
-    stats = trace_diagnostics(trace_coefs, continues.bool(), valid)
+    stats = {key: float(value) for key, value in trace_diagnostics(trace_coefs, continues.bool(), valid).items()}
     assert stats["mean_trace_coef"] == pytest.approx((0.5 + 0.02 + 0.8) / 3)
     assert stats["effective_trace_length"] == pytest.approx((1.51 + 1.02 + 1 + 1.8) / 4)
 
     # windows of length 1 never continue
-    stats = trace_diagnostics(th.rand(4, 1), th.ones(4, 1, dtype=th.bool))
+    stats = {key: float(value) for key, value in trace_diagnostics(th.rand(4, 1), th.ones(4, 1, dtype=th.bool)).items()}
     assert stats == {"mean_trace_coef": 0.0, "effective_trace_length": 1.0, "cut_fraction": 0.0}
     # every trace kept at c = 1: the remaining window length, T - t
     stats = trace_diagnostics(th.ones(2, 4), th.ones(2, 4, dtype=th.bool))
-    assert stats["effective_trace_length"] == pytest.approx((4 + 3 + 2 + 1) / 4)
+    assert float(stats["effective_trace_length"]) == pytest.approx((4 + 3 + 2 + 1) / 4)
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -680,7 +684,7 @@ def test_devices_dtypes_and_input_forms(device, dtype):
     stats = trace_diagnostics(
         soft_trace_coefficients(inputs["next_q_values"], inputs["next_actions"], 0.7, 0.3), inputs["continues"]
     )
-    assert all(math.isfinite(value) for value in stats.values())
+    assert all(value.device.type == device and math.isfinite(value) for value in stats.values())
 
 
 def test_invalid_arguments():
@@ -714,3 +718,36 @@ def test_invalid_arguments():
         general_off_policy_returns(*(th.zeros(2, 3) for _ in range(4)), th.zeros(2, 4), th.ones(2, 3))
     with pytest.raises(ValueError, match="continues"):
         trace_diagnostics(th.zeros(2, 3), th.ones(3, 2))
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Opt-in compiled returns
+# --------------------------------------------------------------------------------------------------------------
+
+
+def test_compiled_returns_fall_back_to_eager_when_the_compiler_fails():
+    def failing_backend(graph_module, example_inputs):
+        raise RuntimeError("no compiler here")
+
+    compiled = compiled_soft_lambda_returns(backend=failing_backend)
+    inputs = make_inputs(3, 5, dtype=th.float32, seed=11)
+    kwargs = dict(gamma=0.9, trace_lambda=0.8, ent_coef=0.2, trace="retrace")
+    with pytest.warns(UserWarning, match="torch.compile failed"):
+        first = compiled(**inputs, **kwargs)
+    expected = soft_lambda_returns_with_extras(**inputs, **kwargs)
+    th.testing.assert_close(first, expected, rtol=0, atol=0)
+    th.testing.assert_close(compiled(**inputs, **kwargs), expected, rtol=0, atol=0)  # no second warning needed
+    with pytest.raises(ValueError, match="trace_lambda"):  # the same checks as the eager function
+        compiled(**inputs, **{**kwargs, "trace_lambda": 2.0})
+
+
+@pytest.mark.slow
+def test_compiled_returns_equal_eager():
+    """torch.compile (Inductor) fuses and reorders the arithmetic: equal up to float32 rounding."""
+    compiled = compiled_soft_lambda_returns()
+    inputs = make_inputs(16, 8, dtype=th.float32, seed=12, prior=True)
+    kwargs = dict(gamma=0.99, trace_lambda=0.9, ent_coef=th.tensor(0.1), trace="tree_backup")
+    expected = soft_lambda_returns_with_extras(**inputs, **kwargs)
+    result = compiled(**inputs, **kwargs)
+    th.testing.assert_close(result.returns, expected.returns, rtol=1e-6, atol=1e-6)
+    th.testing.assert_close(result.trace_coefs, expected.trace_coefs, rtol=1e-6, atol=1e-6)

@@ -185,7 +185,8 @@ class SequenceReplayBuffer(ReplayBuffer):
         assert not isinstance(obs, dict)
         return {_SINGLE_KEY: np.asarray(obs).reshape((self.n_envs, *self.obs_shape))}
 
-    def _merge_obs(self, parts: dict[str, np.ndarray]) -> np.ndarray | dict[str, np.ndarray]:
+    def _merge_obs(self, parts: dict[str, Any]) -> Any:
+        """:return: the observation (array or tensor) of a non-Dict space, or the dict of a Dict space."""
         return parts[_SINGLE_KEY]
 
     def _obs_to_torch(self, obs: np.ndarray | dict[str, np.ndarray]) -> th.Tensor | TensorDict:
@@ -254,8 +255,14 @@ class SequenceReplayBuffer(ReplayBuffer):
         :param done: Whether the episode ended at this step (terminated or truncated) ``[n_envs]``
         :param infos: One info dict per env (``"TimeLimit.truncated"`` marks time-limit truncation)
         :param behaviour_probs: Probability :math:`\\mu(a_k|s_k)` of each taken action under the behaviour policy
-            ``[n_envs]``, or ``None`` (stored as NaN)
+            ``[n_envs]``, each in (0, 1] (else a ``ValueError``, before anything is written), or ``None`` (stored as NaN)
         """
+        if behaviour_probs is not None:  # checked before anything is written
+            probs = np.asarray(behaviour_probs, dtype=np.float32).reshape(self.n_envs)
+            if not np.all((probs > 0.0) & (probs <= 1.0)):  # NaN and inf fail too
+                raise ValueError(
+                    f"`behaviour_probs` must be probabilities in (0, 1] (mu(a|s) of the taken actions), got {probs.tolist()}"
+                )
         obs_parts = self._split_obs(obs)
         next_obs_parts = self._split_obs(next_obs)
         if self.handle_timeout_termination:
@@ -358,8 +365,9 @@ class SequenceReplayBuffer(ReplayBuffer):
         n_stored = self.n_steps_stored()
         if n_stored == 0:
             raise ValueError("Cannot sample from an empty SequenceReplayBuffer: `add()` at least one step first")
-        starts = (self.oldest_index() + np.random.randint(0, n_stored, size=batch_size)) % self.buffer_size
-        return self._get_samples(starts, env=env)
+        logical_starts = np.random.randint(0, n_stored, size=batch_size)
+        env_indices = np.random.randint(0, high=self.n_envs, size=(batch_size,))
+        return self._get_windows(logical_starts, env_indices, env)
 
     def _window_indices(self, batch_inds: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """
@@ -367,42 +375,55 @@ class SequenceReplayBuffer(ReplayBuffer):
         :return: the slots to read ``[B, T]`` (positions past the newest step are clamped to it)
             and the validity mask ``[B, T]``
         """
-        n_stored, oldest = self.n_steps_stored(), self.oldest_index()
-        logical_starts = (np.asarray(batch_inds, dtype=np.int64) - oldest) % self.buffer_size
-        logical = logical_starts[:, None] + np.arange(self.sequence_length)[None, :]
-        valid = logical < n_stored
-        slots = (oldest + np.minimum(logical, max(n_stored - 1, 0))) % self.buffer_size
-        return slots, valid
+        logical_starts = (np.asarray(batch_inds, dtype=np.int64) - self.oldest_index()) % self.buffer_size
+        return self._logical_window_indices(logical_starts)
 
-    def _read(self, array: np.ndarray, flat_inds: np.ndarray) -> np.ndarray:
+    def _logical_window_indices(self, logical_starts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """
+        :param logical_starts: Position of the first step of each window among the stored steps, oldest first ``[B]``
+        :return: the slots to read ``[B, T]`` (positions past the newest step are clamped to it)
+            and the validity mask ``[B, T]``
+        """
+        n_stored = self.n_steps_stored()
+        logical = logical_starts[:, None] + np.arange(self.sequence_length)
+        valid = logical < n_stored
+        np.minimum(logical, max(n_stored - 1, 0), out=logical)
+        logical += self.oldest_index()
+        logical %= self.buffer_size
+        return logical, valid
+
+    def _read(self, array: np.ndarray, flat_inds: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
         """
         :param array: a buffer array ``[buffer_size, n_envs, ...]``
         :param flat_inds: indices ``slot * n_envs + env`` of any shape
+        :param out: where to write the result (``[*flat_inds.shape, ...]``, the dtype of ``array``), or ``None``
         :return: ``array[slot, env]`` at every index, a copy of shape ``[*flat_inds.shape, ...]``
         """
         # `take` on the flattened view is several times faster than broadcast indexing with two index arrays
-        return np.take(array.reshape(-1, *array.shape[2:]), flat_inds, axis=0)
+        return array.reshape(-1, *array.shape[2:]).take(flat_inds, axis=0, out=out)
 
-    def _gather_next_observations(
-        self, flat_inds: np.ndarray, following: np.ndarray, ended: np.ndarray
-    ) -> dict[str, np.ndarray]:
+    def _gather_observations(self, flat_inds: np.ndarray, following: np.ndarray, ended: np.ndarray) -> dict[str, np.ndarray]:
         """
-        Next observations ``[B, T, ...]``: the following slot, or the terminal store where the episode ended.
+        Observations and next observations, read with one ``take`` per key into one fresh array ``[2, B, T, ...]``
+        (``[0]``: :math:`s_k`, ``[1]``: :math:`s_{k+1}`): the next observation is the following slot's, or the
+        terminal store's where the episode ended.
 
         :param flat_inds: flat indices (see :meth:`_read`) of the steps ``[B, T]``
         :param following: flat indices of the slots that follow them ``[B, T]``
         :param ended: whether the episode ended at each step ``[B, T]``
+        :return: the ``[2, B, T, ...]`` arrays by key
         """
         store_ids = self._read(self.terminal_index, flat_inds).ravel()
-        from_store = np.flatnonzero(np.logical_and(ended.ravel(), store_ids >= 0))
+        from_store = np.flatnonzero(ended.ravel() & (store_ids >= 0))
         terminal_store = self._terminal_parts()
-        next_obs = {}
+        both = np.stack((flat_inds, following))
+        pairs = {}
         for key, storage in self._observation_parts().items():
-            next_obs[key] = self._read(storage, following)
+            pairs[key] = self._read(storage, both)
             if from_store.size > 0:
-                flat_next_obs = next_obs[key].reshape(-1, *storage.shape[2:])  # a view of the fresh copy
+                flat_next_obs = pairs[key][1].reshape(-1, *storage.shape[2:])  # a view of the fresh copy
                 flat_next_obs[from_store] = terminal_store[key][store_ids[from_store]]
-        return next_obs
+        return pairs
 
     def _get_samples(  # type: ignore[override]
         self,
@@ -421,44 +442,64 @@ class SequenceReplayBuffer(ReplayBuffer):
         """
         if env_indices is None:
             env_indices = np.random.randint(0, high=self.n_envs, size=(len(batch_inds),))
-        slots, valid = self._window_indices(batch_inds)
+        logical_starts = (np.asarray(batch_inds, dtype=np.int64) - self.oldest_index()) % self.buffer_size
+        return self._get_windows(logical_starts, env_indices, env)
+
+    def _get_windows(
+        self, logical_starts: np.ndarray, env_indices: np.ndarray, env: VecNormalize | None = None
+    ) -> SequenceReplayBufferSamples:
+        """
+        Gather the windows starting at the given stored steps (see :meth:`_logical_window_indices`).
+
+        The per-step scalars are written by ``take`` straight into one ``float32`` array and sent to the device in
+        one conversion (then split into views); observations and next observations are one array per key.
+        """
+        slots, valid = self._logical_window_indices(logical_starts)
         envs = np.asarray(env_indices, dtype=np.int64)[:, None]
         flat_inds = slots * self.n_envs + envs
-        following = ((slots + 1) % self.buffer_size) * self.n_envs + envs
+        slots += 1
+        slots %= self.buffer_size
+        following = slots * self.n_envs + envs
 
-        dones = self._read(self.dones, flat_inds)
-        timeouts = self._read(self.timeouts, flat_inds)
-        ended = np.logical_or(dones > 0, timeouts > 0)
-        continues = np.zeros_like(valid)
-        continues[:, :-1] = np.logical_and(~ended[:, :-1], valid[:, 1:])
+        # rows: rewards, terminated, truncated, continues, valid, behaviour_probs
+        scalars = np.empty((6, *flat_inds.shape), dtype=np.float32)
+        dones, timeouts = self._read(self.dones, flat_inds), self._read(self.timeouts, flat_inds, out=scalars[2])
+        ended = (dones + timeouts) > 0
+        np.logical_and(dones > 0, timeouts == 0, out=scalars[1])  # terminated: ended, not through a time limit
+        self._read(self.rewards, flat_inds, out=scalars[0])
+        if env is not None:
+            scalars[0] = self._normalize_reward(scalars[0], env)
+        np.logical_and(~ended[:, :-1], valid[:, 1:], out=scalars[3, :, :-1])
+        scalars[3, :, -1] = 0.0
+        scalars[4] = valid
+        self._read(self.behaviour_probs, flat_inds, out=scalars[5])
 
-        observations = self._normalize_obs(
-            self._merge_obs({key: self._read(storage, flat_inds) for key, storage in self._observation_parts().items()}),
-            env,
-        )
-        next_observations = self._normalize_obs(
-            self._merge_obs(self._gather_next_observations(flat_inds, following, ended)), env
-        )
+        pairs = self._gather_observations(flat_inds, following, ended)
+        if env is None:  # one conversion (one host-to-device copy) per key for both, split into views
+            split = {key: self.to_torch(pair, copy=False).unbind(0) for key, pair in pairs.items()}
+            observations = self._merge_obs({key: obs for key, (obs, _) in split.items()})
+            next_observations = self._merge_obs({key: next_obs for key, (_, next_obs) in split.items()})
+        else:  # VecNormalize normalises each half into a new array
+            observations = self._obs_to_torch(self._normalize_obs(self._merge_obs({k: p[0] for k, p in pairs.items()}), env))
+            next_observations = self._obs_to_torch(
+                self._normalize_obs(self._merge_obs({k: p[1] for k, p in pairs.items()}), env)
+            )
         actions = self._read(self.actions, flat_inds)
         if isinstance(self.action_space, spaces.Discrete):
             actions = actions[..., 0].astype(np.int64)
 
-        # The per-step scalars go to the device as one array (one conversion), then are split into views
-        scalars = {
-            "rewards": self._normalize_reward(self._read(self.rewards, flat_inds), env),
-            "terminated": np.logical_and(ended, timeouts == 0),
-            "truncated": timeouts > 0,
-            "continues": continues,
-            "valid": valid,
-            "behaviour_probs": self._read(self.behaviour_probs, flat_inds),
-        }
-        stacked = self.to_torch(np.stack(list(scalars.values()), dtype=np.float32), copy=False)
+        rewards, terminated, truncated, continues, valid_steps, behaviour_probs = self.to_torch(scalars, copy=False).unbind(0)
         # Every array here is a fresh copy (take, fancy indexing, stacking or normalisation): no need to copy it again
         return SequenceReplayBufferSamples(
-            observations=self._obs_to_torch(observations),
+            observations=observations,
             actions=self.to_torch(actions, copy=False),
-            next_observations=self._obs_to_torch(next_observations),
-            **dict(zip(scalars, stacked.unbind(0), strict=True)),
+            next_observations=next_observations,
+            rewards=rewards,
+            terminated=terminated,
+            truncated=truncated,
+            continues=continues,
+            valid=valid_steps,
+            behaviour_probs=behaviour_probs,
         )
 
 
@@ -534,7 +575,7 @@ class DictSequenceReplayBuffer(SequenceReplayBuffer):
         # Reshape needed when using multiple envs with discrete observations
         return {key: np.asarray(obs[key]).reshape((self.n_envs, *shape)) for key, shape in self.obs_shape.items()}
 
-    def _merge_obs(self, parts: dict[str, np.ndarray]) -> np.ndarray | dict[str, np.ndarray]:
+    def _merge_obs(self, parts: dict[str, Any]) -> Any:
         return parts
 
     def _obs_to_torch(self, obs: np.ndarray | dict[str, np.ndarray]) -> th.Tensor | TensorDict:
