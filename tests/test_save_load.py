@@ -46,8 +46,8 @@ def test_save_load(tmp_path, model_class: type[SoftQ], ent_coef: float | str, de
         if ent_coef == "auto":
             assert loaded.ent_coef_optimizer is not None
             assert optimizer_tensors(loaded.ent_coef_optimizer), "the temperature optimizer state was not restored"
-            assert loaded.policy.log_ent_coef.requires_grad
-            assert loaded.ent_coef_optimizer.param_groups[0]["params"][0] is loaded.policy.log_ent_coef
+            assert loaded.policy.temperature.log_ent_coef.requires_grad
+            assert loaded.ent_coef_optimizer.param_groups[0]["params"][0] is loaded.policy.temperature.log_ent_coef
         # Training continues, temperature included
         before = loaded.policy.ent_coef.item()
         loaded.learn(200, reset_num_timesteps=False)
@@ -254,9 +254,9 @@ def test_load_with_another_temperature(
     assert loaded.ent_coef == given
     value = loaded.policy.ent_coef.item()
     assert value == pytest.approx(saved_value if expected_value == "saved" else expected_value)
-    assert (loaded.ent_coef_optimizer is not None) == learned == loaded.policy.log_ent_coef.requires_grad
+    assert (loaded.ent_coef_optimizer is not None) == learned == loaded.policy.temperature.log_ent_coef.requires_grad
     if learned:
-        assert loaded.ent_coef_optimizer.param_groups[0]["params"][0] is loaded.policy.log_ent_coef
+        assert loaded.ent_coef_optimizer.param_groups[0]["params"][0] is loaded.policy.temperature.log_ent_coef
         # the saved optimiser state is kept only with the saved temperature
         assert bool(optimizer_tensors(loaded.ent_coef_optimizer)) == (expected_value == "saved")
     loaded.learn(200, reset_num_timesteps=False)
@@ -277,7 +277,7 @@ def test_set_parameters_keeps_a_fixed_temperature(tmp_path, model_class: type[So
         model.set_parameters(load_from)
         assert model.policy.ent_coef.item() == pytest.approx(0.5) and model.ent_coef_optimizer is None
         for name, value in source.policy.state_dict().items():
-            if name != "log_ent_coef":
+            if name != "temperature.log_ent_coef":
                 th.testing.assert_close(model.policy.state_dict()[name], value)
         model.learn(100)
     # A model that learns its temperature loads the saved one (and needs the optimiser state, as SB3 requires)
@@ -314,7 +314,7 @@ def test_deepcopy_and_pickle_after_training(model_class: type[SoftQ]) -> None:
     model = model_class("MlpPolicy", env, ent_coef="auto", reference_policy=prior, seed=0, **FAST)
     model.learn(200)
     copied = copy.deepcopy(model)
-    assert copied.ent_coef_optimizer.param_groups[0]["params"][0] is copied.policy.log_ent_coef
+    assert copied.ent_coef_optimizer.param_groups[0]["params"][0] is copied.policy.temperature.log_ent_coef
     before = model.policy.ent_coef.item()
     copied.learn(100, reset_num_timesteps=False)
     assert model.policy.ent_coef.item() == before != copied.policy.ent_coef.item()
