@@ -247,8 +247,11 @@ class SoftQ(OffPolicyAlgorithm):
                 f"This file holds a {self._algorithm_name} model, which {type(self).__name__}.load() cannot load "
                 f"(expected a {type(self).__name__} model): use {self._algorithm_name}.load()"
             )
-        if not callable(self.learning_rate):
-            check_number("learning_rate", self.learning_rate, 0)
+        learning_rate = self.learning_rate
+        is_number = isinstance(learning_rate, numbers.Real) and not isinstance(learning_rate, bool)
+        if not callable(learning_rate) and not (is_number and math.isfinite(learning_rate) and learning_rate >= 0):
+            # Also the temperature's Adam: an infinite or NaN rate would make tau NaN at its first step
+            raise ValueError(f"`learning_rate` must be a finite number >= 0 or a schedule, got {learning_rate!r}")
         for name, low, high, integer in (
             ("buffer_size", 1, math.inf, True),
             ("learning_starts", 0, math.inf, True),
