@@ -166,8 +166,10 @@ class SoftQPolicy(BasePolicy):
 
     @staticmethod
     def _min_over_critics(q_nets: nn.ModuleList, obs: PyTorchObs) -> th.Tensor:
-        q_values = q_nets[0](obs)
-        for q_net in q_nets[1:]:
+        # Iterated, not sliced: a slice of a ModuleList builds a new ModuleList at every call
+        critics = iter(q_nets)
+        q_values = next(critics)(obs)
+        for q_net in critics:
             q_values = th.minimum(q_values, q_net(obs))
         return q_values
 

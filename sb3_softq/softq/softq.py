@@ -15,7 +15,7 @@ from stable_baselines3.common.policies import BasePolicy
 from stable_baselines3.common.preprocessing import get_action_dim, get_obs_shape
 from stable_baselines3.common.save_util import load_from_zip_file
 from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, PyTorchObs, Schedule, TensorDict
-from stable_baselines3.common.utils import LinearSchedule, get_parameters_by_name, polyak_update
+from stable_baselines3.common.utils import LinearSchedule, get_parameters_by_name, obs_as_tensor, polyak_update
 from torch.nn import functional as F
 
 from sb3_softq.common.buffers import SequenceReplayBuffer
@@ -372,9 +372,11 @@ class SoftQ(OffPolicyAlgorithm):
             self._last_behaviour_probs = np.full(n_envs, 1.0 / self.n_actions, dtype=np.float32)
             return actions, actions
         assert self._last_obs is not None, "self._last_obs was not set"
-        obs_tensor, _ = self.policy.obs_to_tensor(self._last_obs)
+        # The env's batch of observations, already vectorised (and channel-first): SB3's `policy.obs_to_tensor`, made for
+        # any observation given to `predict()`, would check and reshape it and look up the policy's device again
+        obs_tensor = obs_as_tensor(self._last_obs, self.device)
         actions, behaviour_probs = self.policy.sample_behaviour(obs_tensor, self.exploration_rate)
-        self._last_behaviour_probs = behaviour_probs.astype(np.float32)
+        self._last_behaviour_probs = np.asarray(behaviour_probs, dtype=np.float32)  # float32 already: not copied
         return actions, actions
 
     def _training_batch(self, replay_data: Any, ent_coef: th.Tensor) -> TrainingBatch:
