@@ -443,7 +443,8 @@ class SoftQ(OffPolicyAlgorithm):
             if temperature.learned:
                 # SAC-style temperature update: lower tau when pi_B is more random than the target, raise it otherwise
                 with th.no_grad():  # the prior is evaluated at the batch states only here and for the statistics
-                    log_probs = self._log_probs(batch, ent_coef, self.policy.log_prior(batch.observations))
+                    log_prior = self.policy.log_prior(batch.observations)
+                    log_probs = self._log_probs(batch, ent_coef, log_prior)
                     entropy_gap = self._mean(entropy(log_probs), batch.weights) - float(self.target_entropy)
                 ent_coef_losses.append(temperature.update(entropy_gap))
 
@@ -452,7 +453,9 @@ class SoftQ(OffPolicyAlgorithm):
         stats = {"train/loss": th.stack(losses).mean()}
         if ent_coef_losses:
             stats["train/ent_coef_loss"] = th.stack(ent_coef_losses).mean()
-        stats.update(self._policy_stats(batch, ent_coef))
+        # The statistics of the last batch; pi_B at its states is that of the last temperature step when there is one
+        last_policy = (log_prior, log_probs) if temperature.learned else None
+        stats.update(self._policy_stats(batch, ent_coef, last_policy))
         if missing_behaviour_probs is not None:
             stats["missing_behaviour_probs"] = missing_behaviour_probs
         values = self._record_train_stats(stats)
@@ -477,8 +480,9 @@ class SoftQ(OffPolicyAlgorithm):
         if not stats:
             return {}
         device = next(value.device for value in stats.values() if isinstance(value, th.Tensor))
-        stacked = th.stack([th.as_tensor(value, device=device).detach().reshape(()).float() for value in stats.values()])
-        values = dict(zip(stats, stacked.tolist(), strict=True))
+        # Stacking promotes to the widest type (a boolean flag to float); every value is 0-d
+        tensors = [value if isinstance(value, th.Tensor) else th.tensor(value, device=device) for value in stats.values()]
+        values = dict(zip(stats, th.stack(tensors).detach().tolist(), strict=True))
         for key, value in values.items():
             if key.startswith("train/"):
                 self.logger.record(key, value)
@@ -494,14 +498,22 @@ class SoftQ(OffPolicyAlgorithm):
         """:return: :math:`\\log\\pi_B` at the batch states, from the (detached) online Q-values"""
         return boltzmann_log_probs(batch.q_values.detach().amin(dim=0), ent_coef, log_prior)
 
-    def _policy_stats(self, batch: TrainingBatch, ent_coef: th.Tensor) -> dict[str, th.Tensor]:
+    def _policy_stats(
+        self, batch: TrainingBatch, ent_coef: th.Tensor, policy: tuple[th.Tensor | None, th.Tensor] | None = None
+    ) -> dict[str, th.Tensor]:
         """
-        :return: the temperature, and the entropy, KL to the reference and Q-values of a batch (the last of a
-            ``train()`` call), as 0-d tensors by logger key
+        :param batch: a training batch (the last of a ``train()`` call)
+        :param ent_coef: the temperature it was trained with
+        :param policy: :math:`\\log\\bar\\pi` and :math:`\\log\\pi_B` at its states when already computed (by the
+            temperature step), else ``None``
+        :return: the temperature, and the entropy, KL to the reference and Q-values of the batch, as 0-d tensors by
+            logger key
         """
         with th.no_grad():
-            log_prior = self.policy.log_prior(batch.observations)
-            log_probs = self._log_probs(batch, ent_coef, log_prior)
+            if policy is None:
+                log_prior = self.policy.log_prior(batch.observations)
+                policy = log_prior, self._log_probs(batch, ent_coef, log_prior)
+            log_prior, log_probs = policy
             q_taken = batch.q_values.detach().amin(dim=0).gather(1, batch.actions.unsqueeze(1)).squeeze(1)
             return {
                 "train/ent_coef": ent_coef,

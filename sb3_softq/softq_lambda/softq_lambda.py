@@ -307,13 +307,15 @@ class SoftQLambda(SoftQ):
             missing_behaviour_probs=missing_behaviour_probs,
         )
 
-    def _policy_stats(self, batch: TrainingBatch, ent_coef: th.Tensor) -> dict[str, th.Tensor]:
+    def _policy_stats(
+        self, batch: TrainingBatch, ent_coef: th.Tensor, policy: tuple[th.Tensor | None, th.Tensor] | None = None
+    ) -> dict[str, th.Tensor]:
         """
         :return: SoftQ's statistics plus the trace diagnostics of the batch (mean trace coefficient, effective trace
             length :math:`\\mathbb{E}_t[\\sum_{k \\ge t} \\prod_{i=t+1}^{k} c_i]`, fraction of cut traces), from the
             trace coefficients that its returns used
         """
-        stats = super()._policy_stats(batch, ent_coef)
+        stats = super()._policy_stats(batch, ent_coef, policy)
         assert batch.trace_coefs is not None and batch.continues is not None
         for key, value in trace_diagnostics(batch.trace_coefs, batch.continues, batch.valid).items():
             stats[f"train/{key}"] = th.as_tensor(value)
