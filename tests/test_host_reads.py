@@ -91,3 +91,4 @@ def test_the_single_read_gives_the_logged_values(model_class: type[SoftQ]) -> No
     assert values == {"train/a": 0.25, "train/b": 2.0, "flag": 1.0}
     assert model.logger.name_to_value["train/a"] == 0.25 and "flag" not in model.logger.name_to_value
     assert model._record_train_stats({}) == {}
+    assert model._record_train_stats({"train/c": 0.5}) == {"train/c": 0.5}

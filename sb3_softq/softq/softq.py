@@ -450,7 +450,7 @@ class SoftQ(OffPolicyAlgorithm):
 
         self._n_updates += gradient_steps
         self.logger.record("train/n_updates", self._n_updates, exclude="tensorboard")
-        stats = {"train/loss": th.stack(losses).mean()}
+        stats: dict[str, th.Tensor | float] = {"train/loss": th.stack(losses).mean()}
         if ent_coef_losses:
             stats["train/ent_coef_loss"] = th.stack(ent_coef_losses).mean()
         # The statistics of the last batch; pi_B at its states is that of the last temperature step when there is one
@@ -479,7 +479,7 @@ class SoftQ(OffPolicyAlgorithm):
         """
         if not stats:
             return {}
-        device = next(value.device for value in stats.values() if isinstance(value, th.Tensor))
+        device = next((value.device for value in stats.values() if isinstance(value, th.Tensor)), None)
         # Stacking promotes to the widest type (a boolean flag to float); every value is 0-d
         tensors = [value if isinstance(value, th.Tensor) else th.tensor(value, device=device) for value in stats.values()]
         values = dict(zip(stats, th.stack(tensors).detach().tolist(), strict=True))
@@ -500,7 +500,7 @@ class SoftQ(OffPolicyAlgorithm):
 
     def _policy_stats(
         self, batch: TrainingBatch, ent_coef: th.Tensor, policy: tuple[th.Tensor | None, th.Tensor] | None = None
-    ) -> dict[str, th.Tensor]:
+    ) -> dict[str, th.Tensor | float]:
         """
         :param batch: a training batch (the last of a ``train()`` call)
         :param ent_coef: the temperature it was trained with

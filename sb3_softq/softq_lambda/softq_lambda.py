@@ -185,7 +185,7 @@ class SoftQLambda(SoftQ):
             )
 
     def _setup_model(self) -> None:
-        self._check_hyperparameters()
+        self._check_hyperparameters()  # before the buffer is built (SoftQ's `_setup_model` checks again, at no cost)
         if self.replay_buffer_class is None:
             is_dict = isinstance(self.observation_space, spaces.Dict)
             self.replay_buffer_class = DictSequenceReplayBuffer if is_dict else SequenceReplayBuffer
@@ -309,7 +309,7 @@ class SoftQLambda(SoftQ):
 
     def _policy_stats(
         self, batch: TrainingBatch, ent_coef: th.Tensor, policy: tuple[th.Tensor | None, th.Tensor] | None = None
-    ) -> dict[str, th.Tensor]:
+    ) -> dict[str, th.Tensor | float]:
         """
         :return: SoftQ's statistics plus the trace diagnostics of the batch (mean trace coefficient, effective trace
             length :math:`\\mathbb{E}_t[\\sum_{k \\ge t} \\prod_{i=t+1}^{k} c_i]`, fraction of cut traces), from the
@@ -318,7 +318,7 @@ class SoftQLambda(SoftQ):
         stats = super()._policy_stats(batch, ent_coef, policy)
         assert batch.trace_coefs is not None and batch.continues is not None
         for key, value in trace_diagnostics(batch.trace_coefs, batch.continues, batch.valid).items():
-            stats[f"train/{key}"] = th.as_tensor(value)
+            stats[f"train/{key}"] = value  # a 0-d tensor on the device, or a float (see _record_train_stats)
         return stats
 
     def learn(
