@@ -481,7 +481,7 @@ def test_non_finite_temperature_stops_training(model_class: type[SoftQ], value: 
     model.learn(100)
     model.train(gradient_steps=3, batch_size=8)
     with th.no_grad():
-        model.policy.log_ent_coef.fill_(value)
+        model.policy.temperature.log_ent_coef.fill_(value)
     with pytest.raises(NonFiniteError, match=r"Training met NaN.*the temperature"):
         model.train(gradient_steps=3, batch_size=8)
 

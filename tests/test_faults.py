@@ -146,7 +146,7 @@ def test_killed_training_resumes_from_its_last_checkpoint(
     assert isinstance(model, SoftQLambda)
     assert model.num_timesteps == reference.num_timesteps
     assert model._n_updates == reference._n_updates
-    assert th.equal(model.policy.log_ent_coef, reference.policy.log_ent_coef)
+    assert th.equal(model.policy.temperature.log_ent_coef, reference.policy.temperature.log_ent_coef)
     assert_same_state_dict(model.policy.state_dict(), reference.policy.state_dict())
     assert_same_state_dict(model.policy.optimizer.state_dict(), reference.policy.optimizer.state_dict())
     assert_same_state_dict(model.ent_coef_optimizer.state_dict(), reference.ent_coef_optimizer.state_dict())

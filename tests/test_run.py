@@ -250,11 +250,11 @@ def test_temperature_update_follows_the_entropy_gap(model_class: type[SoftQ], ta
     """
     model = model_class("MlpPolicy", "CartPole-v1", ent_coef="auto", target_entropy=target_entropy, seed=0, **FAST)
     model.learn(200)
-    model._setup_ent_coef_optimizer()  # a fresh Adam: its first step is lr * sign(gradient)
+    model.policy.temperature.reset(model.policy.temperature.spec)  # a fresh Adam: its first step is lr * sign(gradient)
     batches = []
     training_batch = model._training_batch
     model._training_batch = lambda *args: batches.append(training_batch(*args)) or batches[-1]  # type: ignore[method-assign]
-    log_ent_coef = model.policy.log_ent_coef.item()
+    log_ent_coef = model.policy.temperature.log_ent_coef.item()
     model.train(gradient_steps=1, batch_size=model.batch_size)
 
     (batch,) = batches
@@ -263,7 +263,7 @@ def test_temperature_update_follows_the_entropy_gap(model_class: type[SoftQ], ta
     batch_entropy = (entropy(log_probs) * weights).sum() / weights.sum()
     gap = batch_entropy.item() - target_entropy
     assert gap != 0 and (gap > 0) == (target_entropy == 0.0)
-    step = model.policy.log_ent_coef.item() - log_ent_coef
+    step = model.policy.temperature.log_ent_coef.item() - log_ent_coef
     assert step == pytest.approx(-model.learning_rate * np.sign(gap), rel=1e-4)
 
 

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch as th
 from stable_baselines3 import PPO
+from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.envs import IdentityEnv
 
 from sb3_softq import SoftQ, SoftQLambda
@@ -46,8 +47,8 @@ def test_save_load(tmp_path, model_class: type[SoftQ], ent_coef: float | str, de
         if ent_coef == "auto":
             assert loaded.ent_coef_optimizer is not None
             assert optimizer_tensors(loaded.ent_coef_optimizer), "the temperature optimizer state was not restored"
-            assert loaded.policy.log_ent_coef.requires_grad
-            assert loaded.ent_coef_optimizer.param_groups[0]["params"][0] is loaded.policy.log_ent_coef
+            assert loaded.policy.temperature.log_ent_coef.requires_grad
+            assert loaded.ent_coef_optimizer.param_groups[0]["params"][0] is loaded.policy.temperature.log_ent_coef
         # Training continues, temperature included
         before = loaded.policy.ent_coef.item()
         loaded.learn(200, reset_num_timesteps=False)
@@ -254,9 +255,9 @@ def test_load_with_another_temperature(
     assert loaded.ent_coef == given
     value = loaded.policy.ent_coef.item()
     assert value == pytest.approx(saved_value if expected_value == "saved" else expected_value)
-    assert (loaded.ent_coef_optimizer is not None) == learned == loaded.policy.log_ent_coef.requires_grad
+    assert (loaded.ent_coef_optimizer is not None) == learned == loaded.policy.temperature.log_ent_coef.requires_grad
     if learned:
-        assert loaded.ent_coef_optimizer.param_groups[0]["params"][0] is loaded.policy.log_ent_coef
+        assert loaded.ent_coef_optimizer.param_groups[0]["params"][0] is loaded.policy.temperature.log_ent_coef
         # the saved optimiser state is kept only with the saved temperature
         assert bool(optimizer_tensors(loaded.ent_coef_optimizer)) == (expected_value == "saved")
     loaded.learn(200, reset_num_timesteps=False)
@@ -277,7 +278,7 @@ def test_set_parameters_keeps_a_fixed_temperature(tmp_path, model_class: type[So
         model.set_parameters(load_from)
         assert model.policy.ent_coef.item() == pytest.approx(0.5) and model.ent_coef_optimizer is None
         for name, value in source.policy.state_dict().items():
-            if name != "log_ent_coef":
+            if name != "temperature.log_ent_coef":
                 th.testing.assert_close(model.policy.state_dict()[name], value)
         model.learn(100)
     # A model that learns its temperature loads the saved one (and needs the optimiser state, as SB3 requires)
@@ -314,10 +315,81 @@ def test_deepcopy_and_pickle_after_training(model_class: type[SoftQ]) -> None:
     model = model_class("MlpPolicy", env, ent_coef="auto", reference_policy=prior, seed=0, **FAST)
     model.learn(200)
     copied = copy.deepcopy(model)
-    assert copied.ent_coef_optimizer.param_groups[0]["params"][0] is copied.policy.log_ent_coef
+    assert copied.ent_coef_optimizer.param_groups[0]["params"][0] is copied.policy.temperature.log_ent_coef
     before = model.policy.ent_coef.item()
     copied.learn(100, reset_num_timesteps=False)
     assert model.policy.ent_coef.item() == before != copied.policy.ent_coef.item()
     policy = pickle.loads(pickle.dumps(model.policy))
     obs = th.as_tensor(env.reset(seed=0)[0][None])
     th.testing.assert_close(policy.action_log_probs(obs), model.policy.action_log_probs(obs))
+
+
+@pytest.mark.parametrize("saved_class, loading_class", [(SoftQ, SoftQLambda), (SoftQLambda, SoftQ)])
+def test_load_refuses_a_file_of_the_other_algorithm(tmp_path, saved_class: type[SoftQ], loading_class: type[SoftQ]) -> None:
+    """SoftQLambda is a SoftQ subclass with the same policy: the file names its algorithm, checked before building."""
+    saved_class("MlpPolicy", "CartPole-v1", **FAST).save(tmp_path / "model.zip")
+    expected = f"holds a {saved_class.__name__} model.*expected a {loading_class.__name__} model"
+    with pytest.raises(ValueError, match=expected):
+        loading_class.load(tmp_path / "model.zip")
+    with open(tmp_path / "model.zip", "rb") as handle, pytest.raises(ValueError, match=expected):
+        loading_class.load(handle, env=gym.make("CartPole-v1"), ent_coef=0.5)
+    # The right class still loads it, also through the parameters alone
+    assert type(saved_class.load(tmp_path / "model.zip")) is saved_class
+    loading_class("MlpPolicy", "CartPole-v1", **FAST).set_parameters(tmp_path / "model.zip")
+
+
+BUFFERS = {SoftQ: "ReplayBuffer", SoftQLambda: "SequenceReplayBuffer"}
+
+
+def saved_buffer(tmp_path, model_class: type[SoftQ], env_id: str = "CartPole-v1", n_envs: int = 1) -> str:
+    model = model_class("MlpPolicy", make_vec_env(env_id, n_envs=n_envs), seed=0, **{**FAST, "learning_starts": 1_000})
+    model.learn(40)
+    path = str(tmp_path / f"{model_class.__name__}_{env_id}_{n_envs}.pkl")
+    model.save_replay_buffer(path)
+    return path
+
+
+@pytest.mark.parametrize("model_class", ALGOS)
+def test_load_replay_buffer_refuses_what_the_model_cannot_train_on(tmp_path, model_class: type[SoftQ]) -> None:
+    other_class = SoftQLambda if model_class is SoftQ else SoftQ
+    model = model_class("MlpPolicy", "CartPole-v1", seed=0, **FAST)
+    buffer = model.replay_buffer
+    for path, match in (
+        (
+            saved_buffer(tmp_path, other_class),
+            f"is a {BUFFERS[other_class]}, but {model_class.__name__} needs a {BUFFERS[model_class]}",
+        ),
+        (saved_buffer(tmp_path, model_class, n_envs=4), "4 envs.*expected n_envs=1"),
+        (saved_buffer(tmp_path, model_class, env_id="Acrobot-v1"), r"observation shape is \(6,\).*\(4,\)"),
+    ):
+        with pytest.raises(ValueError, match=match):
+            model.load_replay_buffer(path)
+        assert model.replay_buffer is buffer  # unchanged
+    # A buffer of 4 envs loads into a model of 4 envs, and training goes on
+    model = model_class("MlpPolicy", make_vec_env("CartPole-v1", n_envs=4), seed=0, **FAST)
+    model.load_replay_buffer(saved_buffer(tmp_path, model_class, n_envs=4))
+    assert model.replay_buffer.n_envs == 4
+    model.learn(200, reset_num_timesteps=False)
+
+
+def test_behaviour_probabilities_reach_the_buffer() -> None:
+    """The probabilities mu(a|s) of the sampled actions are handed to the buffer's next `add()` (no method is bound
+    on the buffer), for that one call."""
+    kwargs = dict(exploration_initial_eps=0.5, exploration_final_eps=0.5, learning_starts=20, seed=0)
+    model = SoftQLambda("MlpPolicy", "CartPole-v1", **{**FAST, **kwargs})
+    model.learn(60)
+    buffer = model.replay_buffer
+    assert "add" not in vars(buffer) and buffer._next_behaviour_probs is None
+    stored = buffer.behaviour_probs[: buffer.pos, 0]
+    np.testing.assert_array_equal(stored[:20], 0.5)  # uniform before learning_starts
+    assert np.all((stored[20:] >= 0.25) & (stored[20:] <= 0.75))  # 0.5 pi_B + 0.25
+    obs = np.zeros((1, 4), dtype=np.float32)
+    step = (obs, obs, np.array([0]), np.array([1.0]), np.array([False]), [{}])
+    buffer.set_next_behaviour_probs(np.array([0.3]))
+    buffer.add(*step)
+    buffer.add(*step)
+    assert buffer.behaviour_probs[buffer.pos - 2, 0] == np.float32(0.3) and np.isnan(buffer.behaviour_probs[buffer.pos - 1, 0])
+    buffer.set_next_behaviour_probs(np.array([0.3]))
+    buffer.add(*step, behaviour_probs=np.array([0.9]))  # given to add() itself: those are stored, and the others dropped
+    buffer.add(*step)
+    assert buffer.behaviour_probs[buffer.pos - 2, 0] == np.float32(0.9) and np.isnan(buffer.behaviour_probs[buffer.pos - 1, 0])

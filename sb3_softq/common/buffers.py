@@ -102,6 +102,8 @@ class SequenceReplayBuffer(ReplayBuffer):
     behaviour_probs: np.ndarray
     terminal_index: np.ndarray
     terminal_observations: np.ndarray
+    #: Behaviour probabilities handed over for the next :meth:`add` (see :meth:`set_next_behaviour_probs`)
+    _next_behaviour_probs: np.ndarray | None = None
 
     def __init__(
         self,
@@ -233,6 +235,16 @@ class SequenceReplayBuffer(ReplayBuffer):
         self._free_terminal_slots.extend(int(index) for index in used[used >= 0])
         self.terminal_index[slot] = -1
 
+    def set_next_behaviour_probs(self, behaviour_probs: np.ndarray | None) -> None:
+        """
+        Hand over :math:`\\mu(a_k|s_k)` ``[n_envs]`` of the step that the next :meth:`add` stores, for a caller of
+        ``add`` that passes SB3's arguments only (SB3's ``OffPolicyAlgorithm._store_transition``). They serve that one
+        ``add``, unless it is given ``behaviour_probs`` itself.
+
+        :param behaviour_probs: the probabilities, or ``None``
+        """
+        self._next_behaviour_probs = behaviour_probs
+
     def add(  # type: ignore[override]
         self,
         obs: np.ndarray | dict[str, np.ndarray],
@@ -255,8 +267,12 @@ class SequenceReplayBuffer(ReplayBuffer):
         :param done: Whether the episode ended at this step (terminated or truncated) ``[n_envs]``
         :param infos: One info dict per env (``"TimeLimit.truncated"`` marks time-limit truncation)
         :param behaviour_probs: Probability :math:`\\mu(a_k|s_k)` of each taken action under the behaviour policy
-            ``[n_envs]``, each in (0, 1] (else a ``ValueError``, before anything is written), or ``None`` (stored as NaN)
+            ``[n_envs]``, each in (0, 1] (else a ``ValueError``, before anything is written), or ``None``: those handed
+            over by :meth:`set_next_behaviour_probs`, if any, else NaN
         """
+        handed_over, self._next_behaviour_probs = self._next_behaviour_probs, None
+        if behaviour_probs is None:
+            behaviour_probs = handed_over
         if behaviour_probs is not None:  # checked before anything is written
             probs = np.asarray(behaviour_probs, dtype=np.float32).reshape(self.n_envs)
             if not np.all((probs > 0.0) & (probs <= 1.0)):  # NaN and inf fail too

@@ -12,6 +12,7 @@ from torch import nn
 from sb3_softq.common.checks import check_probabilities_finite
 from sb3_softq.common.reference import LogPriorFn
 from sb3_softq.common.soft import boltzmann_log_probs, boltzmann_logits
+from sb3_softq.common.temperature import Temperature, TemperatureSpec
 
 
 def default_optimizer_kwargs(
@@ -41,8 +42,9 @@ class SoftQPolicy(BasePolicy):
 
     .. math:: \\pi_B(a|s) = \\mathrm{softmax}\\big(\\min_i Q_i(s,\\cdot)/\\tau + \\log\\bar\\pi(\\cdot|s)\\big)(a).
 
-    The temperature is held as ``log_ent_coef`` (a parameter, trained by the algorithm's own optimiser when
-    ``ent_coef="auto"``, never by :attr:`optimizer`), so a saved policy samples from the same :math:`\\pi_B`.
+    The temperature is the submodule ``temperature`` (:class:`~sb3_softq.common.temperature.Temperature`: the value
+    :math:`\\log\\tau`, and its own optimiser when ``ent_coef`` is learned, never :attr:`optimizer`), so a saved
+    policy samples from the same :math:`\\pi_B`.
 
     :param observation_space: Observation space
     :param action_space: Action space (``Discrete``)
@@ -56,7 +58,8 @@ class SoftQPolicy(BasePolicy):
     :param optimizer_kwargs: Additional keyword arguments, excluding the learning rate, to pass to the optimizer;
         Adam and AdamW run fused unless ``fused`` or ``foreach`` is given (see :func:`default_optimizer_kwargs`)
     :param n_critics: Number of Q-networks; targets and the Boltzmann policy use their minimum
-    :param ent_coef: Initial temperature :math:`\\tau > 0`
+    :param ent_coef: Temperature :math:`\\tau`: a float > 0 (fixed), ``"auto"`` or ``"auto_<init>"`` (learned, see
+        :meth:`~sb3_softq.common.temperature.TemperatureSpec.parse`)
     :param reference_probs: Probabilities of a state-independent reference policy :math:`\\bar\\pi` over actions,
         ``None`` for uniform. State-dependent priors are set with :meth:`set_reference_policy`.
     """
@@ -79,7 +82,7 @@ class SoftQPolicy(BasePolicy):
         optimizer_class: type[th.optim.Optimizer] = th.optim.Adam,
         optimizer_kwargs: dict[str, Any] | None = None,
         n_critics: int = 1,
-        ent_coef: float = 1.0,
+        ent_coef: float | str = 1.0,
         reference_probs: list[float] | None = None,
     ) -> None:
         super().__init__(
@@ -104,7 +107,10 @@ class SoftQPolicy(BasePolicy):
             "activation_fn": self.activation_fn,
             "normalize_images": normalize_images,
         }
-        self.log_ent_coef = nn.Parameter(th.tensor(float(np.log(ent_coef))), requires_grad=False)
+        # Adam with the defaults of `optimizer` (fused), when the temperature is learned
+        self.temperature = Temperature(
+            TemperatureSpec.parse(ent_coef), lr_schedule(1), default_optimizer_kwargs(th.optim.Adam)
+        )
         log_prior = None if reference_probs is None else th.log(th.as_tensor(reference_probs, dtype=th.float32))
         # A buffer (it follows the policy's device) for a fixed prior; None means uniform. Not in the state dict: the
         # prior comes from `reference_probs`, so that `load(path, reference_policy=...)` can replace it.
@@ -136,7 +142,15 @@ class SoftQPolicy(BasePolicy):
     @property
     def ent_coef(self) -> th.Tensor:
         """The temperature :math:`\\tau` (a 0-d tensor, detached)."""
-        return self.log_ent_coef.detach().exp()
+        return self.temperature.value
+
+    def _load_from_state_dict(self, state_dict: dict[str, Any], prefix: str, *args: Any, **kwargs: Any) -> None:
+        # Files saved by sb3_softq 0.1.0 hold log(tau) as the policy's own `log_ent_coef`; it is now the parameter of
+        # the `temperature` submodule (PyTorch's hook for renamed state, as BatchNorm uses it)
+        old_key, new_key = prefix + "log_ent_coef", prefix + "temperature.log_ent_coef"
+        if old_key in state_dict and new_key not in state_dict:
+            state_dict[new_key] = state_dict.pop(old_key)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def set_reference_policy(self, log_prior_fn: LogPriorFn | None) -> None:
         """
@@ -156,13 +170,15 @@ class SoftQPolicy(BasePolicy):
         if self._log_prior_fn is not None:
             with th.no_grad():
                 # In the dtype and on the device of the Q-values, whatever the function returns
-                return self._log_prior_fn(obs).to(device=self.device, dtype=self.log_ent_coef.dtype)
+                return self._log_prior_fn(obs).to(device=self.device, dtype=self.temperature.log_ent_coef.dtype)
         return self.reference_log_probs
 
     @staticmethod
     def _min_over_critics(q_nets: nn.ModuleList, obs: PyTorchObs) -> th.Tensor:
-        q_values = q_nets[0](obs)
-        for q_net in q_nets[1:]:
+        # Iterated, not sliced: a slice of a ModuleList builds a new ModuleList at every call
+        critics = iter(q_nets)
+        q_values = next(critics)(obs)
+        for q_net in critics:
             q_values = th.minimum(q_values, q_net(obs))
         return q_values
 
@@ -258,7 +274,7 @@ class SoftQPolicy(BasePolicy):
                 features_extractor_class=self.features_extractor_class,
                 features_extractor_kwargs=self.features_extractor_kwargs,
                 n_critics=self.n_critics,
-                ent_coef=float(self.ent_coef),
+                ent_coef=float(self.ent_coef),  # the policy alone does not learn its temperature
                 reference_probs=self.reference_probs,
             )
         )
@@ -299,7 +315,7 @@ class CnnPolicy(SoftQPolicy):
         optimizer_class: type[th.optim.Optimizer] = th.optim.Adam,
         optimizer_kwargs: dict[str, Any] | None = None,
         n_critics: int = 1,
-        ent_coef: float = 1.0,
+        ent_coef: float | str = 1.0,
         reference_probs: list[float] | None = None,
     ) -> None:
         super().__init__(
@@ -350,7 +366,7 @@ class MultiInputPolicy(SoftQPolicy):
         optimizer_class: type[th.optim.Optimizer] = th.optim.Adam,
         optimizer_kwargs: dict[str, Any] | None = None,
         n_critics: int = 1,
-        ent_coef: float = 1.0,
+        ent_coef: float | str = 1.0,
         reference_probs: list[float] | None = None,
     ) -> None:
         super().__init__(

@@ -3,6 +3,7 @@ import math
 import numbers
 import pathlib
 import warnings
+from collections.abc import Mapping
 from typing import Any, ClassVar, NamedTuple, TypeVar
 
 import numpy as np
@@ -11,11 +12,13 @@ from gymnasium import spaces
 from stable_baselines3.common.buffers import NStepReplayBuffer, ReplayBuffer
 from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 from stable_baselines3.common.policies import BasePolicy
+from stable_baselines3.common.preprocessing import get_action_dim, get_obs_shape
 from stable_baselines3.common.save_util import load_from_zip_file
 from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, PyTorchObs, Schedule, TensorDict
-from stable_baselines3.common.utils import LinearSchedule, get_parameters_by_name, polyak_update
+from stable_baselines3.common.utils import LinearSchedule, get_parameters_by_name, obs_as_tensor, polyak_update
 from torch.nn import functional as F
 
+from sb3_softq.common.buffers import SequenceReplayBuffer
 from sb3_softq.common.checks import (
     check_gradient_steps,
     check_learning_rate,
@@ -26,7 +29,8 @@ from sb3_softq.common.checks import (
 from sb3_softq.common.reference import is_state_dependent, make_log_prior_fn, validate_reference_probs
 from sb3_softq.common.returns import check_munchausen, munchausen_rewards
 from sb3_softq.common.soft import boltzmann_log_probs, entropy, kl_divergence, soft_value
-from sb3_softq.softq.policies import CnnPolicy, MlpPolicy, MultiInputPolicy, SoftQPolicy, default_optimizer_kwargs
+from sb3_softq.common.temperature import TemperatureSpec
+from sb3_softq.softq.policies import CnnPolicy, MlpPolicy, MultiInputPolicy, SoftQPolicy
 
 SelfSoftQ = TypeVar("SelfSoftQ", bound="SoftQ")
 
@@ -35,34 +39,23 @@ DEFAULT_TARGET_ENTROPY_FRACTION = 0.2
 
 
 class TrainingBatch(NamedTuple):
-    """What one gradient step regresses: online Q-values of every critic onto soft TD targets."""
+    """
+    What one gradient step regresses: online Q-values of every critic onto soft TD targets; and what the returns
+    computed beside the targets that the logged statistics use (so that nothing is computed twice).
+    """
 
     q_values: th.Tensor  # [n_critics, N, n_actions], online, with gradient
     actions: th.Tensor  # [N] long
     targets: th.Tensor  # [N], no gradient
     weights: th.Tensor | None  # [N] mask of positions to train on (None: all)
     observations: PyTorchObs  # the N states, where the temperature update and the statistics evaluate log pibar(.|s)
-
-
-def _parse_ent_coef(ent_coef: float | str) -> tuple[float, bool]:
-    """
-    :param ent_coef: a float > 0, ``"auto"`` or ``"auto_<init>"``
-    :return: the initial temperature and whether it is learned
-    """
-    if isinstance(ent_coef, str):
-        if ent_coef == "auto":
-            return 1.0, True
-        if ent_coef.startswith("auto_"):
-            try:
-                init = float(ent_coef[len("auto_") :])
-            except ValueError:
-                init = -1.0
-            if init > 0 and math.isfinite(init):
-                return init, True
-        raise ValueError(f'`ent_coef` must be a float > 0, "auto" or "auto_<init>" with <init> > 0, got {ent_coef!r}')
-    if isinstance(ent_coef, bool) or not isinstance(ent_coef, numbers.Real) or not (ent_coef > 0 and math.isfinite(ent_coef)):
-        raise ValueError(f'`ent_coef` must be a float > 0, "auto" or "auto_<init>", got {ent_coef!r}')
-    return float(ent_coef), False
+    # Multi-step returns over windows [B, T] (B * T = N): the trace coefficients c_{k+1} they used, and the buffer's
+    # `continues` and `valid` masks (SoftQLambda; None for one-step targets)
+    trace_coefs: th.Tensor | None = None
+    continues: th.Tensor | None = None
+    valid: th.Tensor | None = None
+    # 0-d bool: whether a trace continued onto a step stored without its behaviour probability (None: not checked)
+    missing_behaviour_probs: th.Tensor | None = None
 
 
 class SoftQ(OffPolicyAlgorithm):
@@ -147,7 +140,6 @@ class SoftQ(OffPolicyAlgorithm):
     }
     exploration_schedule: Schedule
     policy: SoftQPolicy
-    ent_coef_optimizer: th.optim.Optimizer | None = None
 
     def __init__(
         self,
@@ -192,7 +184,7 @@ class SoftQ(OffPolicyAlgorithm):
                 "SoftQLambda(..., sequence_length=n, trace='tree_backup') (or trace='boltzmann', trace_lambda=1.0 for the "
                 "on-policy n-step soft return)."
             )
-        if not isinstance(target_entropy, str) and not _parse_ent_coef(ent_coef)[1]:
+        if not isinstance(target_entropy, str) and not isinstance(ent_coef, str):  # a float: a fixed temperature
             warnings.warn(
                 f"`target_entropy` ({target_entropy!r}) is only used with a learned temperature (ent_coef='auto' or "
                 f"'auto_<init>'): with ent_coef={ent_coef!r} it is ignored"
@@ -247,8 +239,8 @@ class SoftQ(OffPolicyAlgorithm):
         self._last_behaviour_probs: np.ndarray | None = None
         # True when the model was trained with a state-dependent prior (which is not saved)
         self._state_dependent_reference = False
-        # The last training batch and temperature, for the statistics logged with dump_logs()
-        self._last_batch: tuple[TrainingBatch, th.Tensor] | None = None
+        # Saved with the model, so that `load()` refuses a file saved by another algorithm (see _check_hyperparameters)
+        self._algorithm_name = type(self).__name__
 
         if _init_setup_model:
             self._setup_model()
@@ -258,12 +250,25 @@ class SoftQ(OffPolicyAlgorithm):
         assert isinstance(self.action_space, spaces.Discrete)
         return int(self.action_space.n)
 
+    @property
+    def ent_coef_optimizer(self) -> th.optim.Optimizer | None:
+        """The optimiser of a learned temperature (``None`` when it is fixed), held by ``policy.temperature``; saved
+        under this name, as SB3's SAC saves its own."""
+        return self.policy.temperature.optimizer
+
     def _check_hyperparameters(self) -> None:
         """
         Raise a ``ValueError`` (a ``TypeError`` for a Munchausen parameter that is not a number) naming the first argument
         out of its range. Called by :meth:`_setup_model`, so that the arguments given to ``load()`` are checked as well as
-        those given to the constructor.
+        those given to the constructor, and a file saved by another algorithm is refused before anything is built.
         """
+        if self._algorithm_name != type(self).__name__:
+            raise ValueError(
+                f"This file holds a {self._algorithm_name} model, which {type(self).__name__}.load() cannot load "
+                f"(expected a {type(self).__name__} model): use {self._algorithm_name}.load()"
+            )
+        # Also the temperature's Adam: an infinite or NaN rate would make tau NaN at its first step
+        self.learning_rate = check_learning_rate(self.learning_rate)
         for name, low, high, integer in (
             ("buffer_size", 1, math.inf, True),
             ("learning_starts", 0, math.inf, True),
@@ -278,7 +283,6 @@ class SoftQ(OffPolicyAlgorithm):
             setattr(self, name, check_number(name, getattr(self, name), low, high, integer=integer))
         check_number("max_grad_norm", self.max_grad_norm, 0, low_open=True)
         self.tau = check_number("tau", self.tau, 0, 1, low_open=True, hint=" (0 would never update the target network)")
-        self.learning_rate = check_learning_rate(self.learning_rate)
         self.train_freq = check_train_freq(self.train_freq)
         self.gradient_steps = check_gradient_steps(self.gradient_steps)
         self._stats_window_size = check_number("stats_window_size", self._stats_window_size, 1, integer=True)
@@ -292,7 +296,6 @@ class SoftQ(OffPolicyAlgorithm):
 
     def _setup_model(self) -> None:
         self._check_hyperparameters()
-        init_ent_coef, self._learn_ent_coef = _parse_ent_coef(self.ent_coef)
         max_entropy = math.log(self.n_actions)
         if self.target_entropy == "auto":
             self.target_entropy = DEFAULT_TARGET_ENTROPY_FRACTION * max_entropy
@@ -315,7 +318,7 @@ class SoftQ(OffPolicyAlgorithm):
         self.policy_kwargs = {
             **user_policy_kwargs,
             "n_critics": self.n_critics,
-            "ent_coef": init_ent_coef,
+            "ent_coef": self.ent_coef,  # parsed and held by the policy's `temperature`
             "reference_probs": reference_probs,
         }
         try:
@@ -331,23 +334,12 @@ class SoftQ(OffPolicyAlgorithm):
         )
         self._setup_reference_policy()
 
-        self._setup_ent_coef_optimizer()
-
         if self.n_envs > self.target_update_interval:
             warnings.warn(
                 "The number of environments used is greater than the target network "
                 f"update interval ({self.n_envs} > {self.target_update_interval}), "
                 "therefore the target network will be updated after each call to env.step() "
                 f"which corresponds to {self.n_envs} steps."
-            )
-
-    def _setup_ent_coef_optimizer(self) -> None:
-        """The temperature's own optimiser when it is learned (``ent_coef="auto..."``), else none."""
-        self.policy.log_ent_coef.requires_grad_(self._learn_ent_coef)
-        self.ent_coef_optimizer = None
-        if self._learn_ent_coef:
-            self.ent_coef_optimizer = th.optim.Adam(
-                [self.policy.log_ent_coef], lr=self.lr_schedule(1), **default_optimizer_kwargs(th.optim.Adam)
             )
 
     def _setup_reference_policy(self) -> None:
@@ -405,9 +397,11 @@ class SoftQ(OffPolicyAlgorithm):
             self._last_behaviour_probs = np.full(n_envs, 1.0 / self.n_actions, dtype=np.float32)
             return actions, actions
         assert self._last_obs is not None, "self._last_obs was not set"
-        obs_tensor, _ = self.policy.obs_to_tensor(self._last_obs)
+        # The env's batch of observations, already vectorised (and channel-first): SB3's `policy.obs_to_tensor`, made for
+        # any observation given to `predict()`, would check and reshape it and look up the policy's device again
+        obs_tensor = obs_as_tensor(self._last_obs, self.device)
         actions, behaviour_probs = self.policy.sample_behaviour(obs_tensor, self.exploration_rate)
-        self._last_behaviour_probs = behaviour_probs.astype(np.float32)
+        self._last_behaviour_probs = np.asarray(behaviour_probs, dtype=np.float32)  # float32 already: not copied
         return actions, actions
 
     def _training_batch(self, replay_data: Any, ent_coef: th.Tensor) -> TrainingBatch:
@@ -460,21 +454,27 @@ class SoftQ(OffPolicyAlgorithm):
     def train(self, gradient_steps: int, batch_size: int = 100) -> None:
         # Switch to train mode (this affects batch norm / dropout)
         self.policy.set_training_mode(True)
+        temperature = self.policy.temperature
         optimizers = [self.policy.optimizer]
-        if self.ent_coef_optimizer is not None:
-            optimizers.append(self.ent_coef_optimizer)
+        if temperature.optimizer is not None:
+            optimizers.append(temperature.optimizer)
         self._update_learning_rate(optimizers)
 
         if gradient_steps <= 0:  # as SB3's `learn()` skips such calls
             return
+        # Everything logged stays on the device until the single read at the end (see _record_train_stats)
         losses, ent_coef_losses = [], []
-        ent_coef = self.policy.ent_coef
+        missing_behaviour_probs: th.Tensor | None = None
+        ent_coef = temperature.value
         q_net_parameters = list(self.policy.q_nets.parameters())  # listed once, not at every gradient step
         for _ in range(gradient_steps):
             replay_data = self.replay_buffer.sample(batch_size, env=self._vec_normalize_env)  # type: ignore[union-attr]
-            if self.ent_coef_optimizer is not None:  # the temperature changes at every step
-                ent_coef = self.policy.ent_coef
+            if temperature.learned:  # the temperature changes at every step
+                ent_coef = temperature.value
             batch = self._training_batch(replay_data, ent_coef)
+            if batch.missing_behaviour_probs is not None:
+                missing = batch.missing_behaviour_probs
+                missing_behaviour_probs = missing if missing_behaviour_probs is None else missing_behaviour_probs | missing
 
             current_q_values = batch.q_values.gather(2, batch.actions.expand(self.n_critics, -1).unsqueeze(2)).squeeze(2)
             # Huber loss of every critic (mean over the batch, or over its valid positions), summed over critics
@@ -491,35 +491,59 @@ class SoftQ(OffPolicyAlgorithm):
             th.nn.utils.clip_grad_norm_(q_net_parameters, self.max_grad_norm)
             self.policy.optimizer.step()
 
-            if self.ent_coef_optimizer is not None:
-                # SAC-style temperature update: lower tau when pi_B is more random than the target, raise it otherwise.
-                # The loss log(tau) * (H - target) has the gradient H - target: set directly, without a backward pass
+            if temperature.learned:
+                # SAC-style temperature update: lower tau when pi_B is more random than the target, raise it otherwise
                 with th.no_grad():  # the prior is evaluated at the batch states only here and for the statistics
-                    log_probs = self._log_probs(batch, ent_coef, self.policy.log_prior(batch.observations))
+                    log_prior = self.policy.log_prior(batch.observations)
+                    log_probs = self._log_probs(batch, ent_coef, log_prior)
                     entropy_gap = self._mean(entropy(log_probs), batch.weights) - float(self.target_entropy)
-                    ent_coef_losses.append(self.policy.log_ent_coef * entropy_gap)
-                self.policy.log_ent_coef.grad = entropy_gap
-                self.ent_coef_optimizer.step()
+                ent_coef_losses.append(temperature.update(entropy_gap))
 
         self._n_updates += gradient_steps
         self.logger.record("train/n_updates", self._n_updates, exclude="tensorboard")
-        mean_losses: dict[str, float | None] = {"loss": th.stack(losses).mean().item(), "ent_coef_loss": None}
-        self.logger.record("train/loss", mean_losses["loss"])
+        stats: dict[str, th.Tensor | float] = {"train/loss": th.stack(losses).mean()}
         if ent_coef_losses:
-            mean_losses["ent_coef_loss"] = th.stack(ent_coef_losses).mean().item()
-            self.logger.record("train/ent_coef_loss", mean_losses["ent_coef_loss"])
-        # NaN / inf anywhere in a gradient step makes its loss NaN / inf: checked on the means read for the logs
-        check_training_finite(mean_losses, self.replay_buffer, self.policy.log_ent_coef)
-        # The statistics of the last batch are computed only when the logs are written (see dump_logs); detached, so
-        # that the model holds no autograd graph (it can be deep-copied)
-        self._last_batch = (batch._replace(q_values=batch.q_values.detach()), ent_coef)
+            stats["train/ent_coef_loss"] = th.stack(ent_coef_losses).mean()
+        # The statistics of the last batch; pi_B at its states is that of the last temperature step when there is one
+        last_policy = (log_prior, log_probs) if temperature.learned else None
+        stats.update(self._policy_stats(batch, ent_coef, last_policy))
+        if missing_behaviour_probs is not None:
+            stats["missing_behaviour_probs"] = missing_behaviour_probs
+        values = self._record_train_stats(stats)
+        # NaN / inf anywhere in a gradient step makes its loss NaN / inf: checked on the means read with the statistics
+        check_training_finite(
+            {"loss": values["train/loss"], "ent_coef_loss": values.get("train/ent_coef_loss")},
+            self.replay_buffer,
+            temperature.log_ent_coef,
+        )
+        if values.get("missing_behaviour_probs"):
+            # Read with the statistics, after the updates: a check at every step would wait for the device each time
+            raise ValueError(
+                "The returns need the behaviour probabilities mu(a|s) of the stored actions (trace='importance_sampling' "
+                "or 'retrace'), but the replay buffer holds steps added without them"
+            )
 
-    def dump_logs(self) -> None:
-        """Write the logs, with the policy statistics of the last training batch."""
-        if self._last_batch is not None:
-            self._record_policy_stats(*self._last_batch)
-            self._last_batch = None  # reported once, as `train/loss` is
-        super().dump_logs()
+    def _record_train_stats(self, stats: Mapping[str, th.Tensor | float]) -> dict[str, float]:
+        """
+        Read the values of one ``train()`` call back to the host with a single read (one stacked ``tolist()``), and
+        record those whose key starts with ``"train/"`` in the logger, in the order of ``stats``. Other keys are
+        checks (flags such as ``"missing_behaviour_probs"``, 1.0 when set) that the caller acts on after the read:
+        anything else ``train()`` needs from the device joins this dict, so that a training step never waits for the
+        device more than once.
+
+        :param stats: 0-d tensors (or Python numbers) by key
+        :return: every value as a Python float, by key
+        """
+        if not stats:
+            return {}
+        device = next((value.device for value in stats.values() if isinstance(value, th.Tensor)), None)
+        # Stacking promotes to the widest type (a boolean flag to float); every value is 0-d
+        tensors = [value if isinstance(value, th.Tensor) else th.tensor(value, device=device) for value in stats.values()]
+        values = dict(zip(stats, th.stack(tensors).detach().tolist(), strict=True))
+        for key, value in values.items():
+            if key.startswith("train/"):
+                self.logger.record(key, value)
+        return values
 
     @staticmethod
     def _mean(values: th.Tensor, weights: th.Tensor | None) -> th.Tensor:
@@ -531,16 +555,29 @@ class SoftQ(OffPolicyAlgorithm):
         """:return: :math:`\\log\\pi_B` at the batch states, from the (detached) online Q-values"""
         return boltzmann_log_probs(batch.q_values.detach().amin(dim=0), ent_coef, log_prior)
 
-    def _record_policy_stats(self, batch: TrainingBatch, ent_coef: th.Tensor) -> None:
-        """Log the temperature, and the entropy, KL to the reference and Q-values of the last batch."""
+    def _policy_stats(
+        self, batch: TrainingBatch, ent_coef: th.Tensor, policy: tuple[th.Tensor | None, th.Tensor] | None = None
+    ) -> dict[str, th.Tensor | float]:
+        """
+        :param batch: a training batch (the last of a ``train()`` call)
+        :param ent_coef: the temperature it was trained with
+        :param policy: :math:`\\log\\bar\\pi` and :math:`\\log\\pi_B` at its states when already computed (by the
+            temperature step), else ``None``
+        :return: the temperature, and the entropy, KL to the reference and Q-values of the batch, as 0-d tensors by
+            logger key
+        """
         with th.no_grad():
-            log_prior = self.policy.log_prior(batch.observations)
-            log_probs = self._log_probs(batch, ent_coef, log_prior)
-            self.logger.record("train/ent_coef", ent_coef.item())
-            self.logger.record("train/entropy", self._mean(entropy(log_probs), batch.weights).item())
-            self.logger.record("train/kl_to_reference", self._mean(kl_divergence(log_probs, log_prior), batch.weights).item())
+            if policy is None:
+                log_prior = self.policy.log_prior(batch.observations)
+                policy = log_prior, self._log_probs(batch, ent_coef, log_prior)
+            log_prior, log_probs = policy
             q_taken = batch.q_values.detach().amin(dim=0).gather(1, batch.actions.unsqueeze(1)).squeeze(1)
-            self.logger.record("train/q_mean", self._mean(q_taken, batch.weights).item())
+            return {
+                "train/ent_coef": ent_coef,
+                "train/entropy": self._mean(entropy(log_probs), batch.weights),
+                "train/kl_to_reference": self._mean(kl_divergence(log_probs, log_prior), batch.weights),
+                "train/q_mean": self._mean(q_taken, batch.weights),
+            }
 
     def learn(
         self: SelfSoftQ,
@@ -597,6 +634,7 @@ class SoftQ(OffPolicyAlgorithm):
             kwargs["_state_dependent_reference"] = is_state_dependent(kwargs["reference_policy"])
         given_ent_coef = "ent_coef" in kwargs
         ent_coef = kwargs.pop("ent_coef", None)
+        spec = TemperatureSpec.parse(ent_coef) if given_ent_coef else None
         model = super().load(
             path,
             env=env,
@@ -606,12 +644,9 @@ class SoftQ(OffPolicyAlgorithm):
             force_reset=force_reset,
             **kwargs,
         )
-        if given_ent_coef and ent_coef != model.ent_coef:
-            init_ent_coef, model._learn_ent_coef = _parse_ent_coef(ent_coef)  # type: ignore[arg-type]
+        if spec is not None and ent_coef != model.ent_coef:
             model.ent_coef = ent_coef  # type: ignore[assignment]
-            with th.no_grad():
-                model.policy.log_ent_coef.fill_(math.log(init_ent_coef))
-            model._setup_ent_coef_optimizer()
+            model.policy.temperature.reset(spec)
         return model
 
     def set_parameters(
@@ -631,7 +666,8 @@ class SoftQ(OffPolicyAlgorithm):
         :param exact_match: whether the parameters must be those of this model exactly (every optimiser included)
         :param device: device on which the code should run
         """
-        if self._learn_ent_coef:
+        temperature = self.policy.temperature
+        if temperature.learned:
             super().set_parameters(load_path_or_dict, exact_match=exact_match, device=device)
             return
         params = load_path_or_dict
@@ -639,11 +675,49 @@ class SoftQ(OffPolicyAlgorithm):
             _, params, _ = load_from_zip_file(params, device=device, load_data=False)
         params = {name: state for name, state in params.items() if name != "ent_coef_optimizer"}
         super().set_parameters(params, exact_match=exact_match, device=device)
-        with th.no_grad():
-            self.policy.log_ent_coef.fill_(math.log(_parse_ent_coef(self.ent_coef)[0]))
+        temperature.reset_value()
+
+    def load_replay_buffer(self, path: str | pathlib.Path | io.BufferedIOBase, truncate_last_traj: bool = True) -> None:
+        """
+        Load a replay buffer from a pickle file, as SB3 does, refusing (with a ``ValueError``, the model's buffer
+        unchanged) one that this model cannot train on: a buffer of another class (the ``SequenceReplayBuffer`` of
+        :class:`~sb3_softq.SoftQLambda` in :class:`~sb3_softq.SoftQ` and the reverse), of another number of envs, or
+        of other observation or action shapes.
+
+        :param path: Path to the pickled replay buffer.
+        :param truncate_last_traj: as in SB3 (see :class:`~sb3_softq.SoftQLambda` for its sequence buffer)
+        """
+        previous = self.replay_buffer
+        super().load_replay_buffer(path, truncate_last_traj)
+        try:
+            self._check_replay_buffer(self.replay_buffer)
+        except ValueError:
+            self.replay_buffer = previous
+            raise
+
+    def _check_replay_buffer(self, buffer: Any) -> None:
+        """Raise a ``ValueError`` naming what was expected unless this model can train on ``buffer``."""
+        expected = self.replay_buffer_class
+        assert expected is not None
+        sequences = issubclass(expected, SequenceReplayBuffer)
+        if not isinstance(buffer, expected) or isinstance(buffer, SequenceReplayBuffer) != sequences:
+            raise ValueError(
+                f"The replay buffer is a {type(buffer).__name__}, but {type(self).__name__} needs a {expected.__name__}"
+            )
+        if buffer.n_envs != self.n_envs:
+            raise ValueError(
+                f"The replay buffer holds the steps of {buffer.n_envs} envs, but this model runs {self.n_envs} "
+                f"(expected n_envs={self.n_envs})"
+            )
+        for name, found, wanted in (
+            ("observation shape", buffer.obs_shape, get_obs_shape(self.observation_space)),
+            ("action dimension", buffer.action_dim, get_action_dim(self.action_space)),
+        ):
+            if found != wanted:
+                raise ValueError(f"The replay buffer's {name} is {found}, but this model's is {wanted}")
 
     def _excluded_save_params(self) -> list[str]:
-        excluded = [*super()._excluded_save_params(), "q_nets", "q_nets_target", "_last_behaviour_probs", "_last_batch"]
+        excluded = [*super()._excluded_save_params(), "q_nets", "q_nets_target", "_last_behaviour_probs"]
         if is_state_dependent(self.reference_policy):
             excluded.append("reference_policy")
         return excluded

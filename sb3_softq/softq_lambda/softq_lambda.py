@@ -1,4 +1,3 @@
-import functools
 import io
 import pathlib
 from typing import Any, ClassVar, TypeVar
@@ -13,14 +12,8 @@ from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, PyTorch
 
 from sb3_softq.common.buffers import DictSequenceReplayBuffer, SequenceReplayBuffer, SequenceReplayBufferSamples
 from sb3_softq.common.checks import check_number, check_sequence_fits_buffer
-from sb3_softq.common.returns import (
-    TRACES,
-    TRACES_NEEDING_BEHAVIOUR_PROBS,
-    munchausen_rewards,
-    soft_lambda_returns,
-    soft_trace_coefficients,
-    trace_diagnostics,
-)
+from sb3_softq.common.returns import munchausen_rewards, soft_lambda_returns_with_extras, trace_diagnostics
+from sb3_softq.common.traces import TRACES, TRACES_NEEDING_BEHAVIOUR_PROBS
 from sb3_softq.softq.policies import CnnPolicy, MlpPolicy, MultiInputPolicy, SoftQPolicy
 from sb3_softq.softq.softq import SoftQ, TrainingBatch
 
@@ -208,23 +201,29 @@ class SoftQLambda(SoftQ):
             )
 
     def _setup_model(self) -> None:
+        self._check_hyperparameters()  # before the buffer is built (SoftQ's `_setup_model` checks again, at no cost)
         if self.replay_buffer_class is None:
             is_dict = isinstance(self.observation_space, spaces.Dict)
             self.replay_buffer_class = DictSequenceReplayBuffer if is_dict else SequenceReplayBuffer
-        # The buffer gets the window length only while it is built: `replay_buffer_kwargs` stay the user's (SB3 keeps
-        # the dict object, so writing into it would change the caller's dict and the saved hyperparameters).
-        user_buffer_kwargs = self.replay_buffer_kwargs
-        buffer_length = user_buffer_kwargs.get("sequence_length", self.sequence_length)
+        buffer_length = self.replay_buffer_kwargs.get("sequence_length", self.sequence_length)
         if buffer_length != self.sequence_length:
             raise ValueError(
                 f"`replay_buffer_kwargs['sequence_length']` ({buffer_length}) differs from `sequence_length` "
                 f"({self.sequence_length}): set `sequence_length` only"
             )
-        self.replay_buffer_kwargs = {**user_buffer_kwargs, "sequence_length": self.sequence_length}
-        try:
-            super()._setup_model()
-        finally:
-            self.replay_buffer_kwargs = user_buffer_kwargs
+        if self.replay_buffer is None:
+            # Built here with the window length: SB3's `_setup_model` builds a buffer from `replay_buffer_kwargs` only,
+            # and keeps one that exists. The user's `replay_buffer_kwargs` are left as given (they are saved).
+            self.replay_buffer = self.replay_buffer_class(
+                self.buffer_size,
+                self.observation_space,
+                self.action_space,
+                device=self.device,
+                n_envs=self.n_envs,
+                optimize_memory_usage=self.optimize_memory_usage,
+                **{**self.replay_buffer_kwargs, "sequence_length": self.sequence_length},
+            )
+        super()._setup_model()
 
     def _setup_learn(
         self,
@@ -266,25 +265,21 @@ class SoftQLambda(SoftQ):
         infos: list[dict[str, Any]],
     ) -> None:
         """SB3's ``_store_transition``, also recording the behaviour probabilities :math:`\\mu(a_t|s_t)` of the actions."""
-        # SB3's implementation calls `replay_buffer.add(...)` with the standard arguments only:
-        # bind the behaviour probabilities of this step for that one call.
+        # SB3's implementation calls `replay_buffer.add(...)` with SB3's arguments only: the buffer takes the
+        # probabilities of this step, handed over just before, in that call
         assert isinstance(replay_buffer, SequenceReplayBuffer)
-        replay_buffer.add = functools.partial(  # type: ignore[method-assign]
-            type(replay_buffer).add, replay_buffer, behaviour_probs=self._last_behaviour_probs
-        )
-        try:
-            super()._store_transition(replay_buffer, buffer_action, new_obs, reward, dones, infos)
-        finally:
-            del replay_buffer.add
+        replay_buffer.set_next_behaviour_probs(self._last_behaviour_probs)
+        super()._store_transition(replay_buffer, buffer_action, new_obs, reward, dones, infos)
 
     def _training_batch(self, replay_data: Any, ent_coef: th.Tensor) -> TrainingBatch:
         """
         Online Q-values at every position of the sampled windows and their soft λ-return targets
-        (:func:`~sb3_softq.common.returns.soft_lambda_returns`), weighted by the window's validity mask.
+        (:func:`~sb3_softq.common.returns.soft_lambda_returns_with_extras`), weighted by the window's validity mask.
 
         :param replay_data: windows from the sequence replay buffer, ``[B, T, ...]``
         :param ent_coef: temperature
-        :return: what to regress, flattened to ``B*T`` positions
+        :return: what to regress, flattened to ``B*T`` positions, with the trace coefficients of the returns and the
+            windows' masks ``[B, T]`` for the statistics
         """
         assert isinstance(replay_data, SequenceReplayBufferSamples)
         batch_size, sequence_length = replay_data.rewards.shape
@@ -299,16 +294,13 @@ class SoftQLambda(SoftQ):
             if next_log_prior is not None:
                 next_log_prior = next_log_prior.expand(batch_size * sequence_length, -1).view_as(next_q_values)
             next_actions = _next_step(replay_data.actions.long())
-            next_behaviour_probs = None
+            next_behaviour_probs = missing_behaviour_probs = None
             if self.trace in TRACES_NEEDING_BEHAVIOUR_PROBS:
                 next_behaviour_probs = _next_step(replay_data.behaviour_probs)
-                # Only where the trace continues is mu(a_{k+1}|s_{k+1}) used (NaN * 0 would still be NaN)
-                if bool(th.isnan(th.where(replay_data.continues != 0, next_behaviour_probs, 0.0)).any()):
-                    raise ValueError(
-                        f"trace={self.trace!r} needs the behaviour probabilities of the stored actions, but the replay "
-                        "buffer holds steps added without them"
-                    )
-            targets = soft_lambda_returns(
+                # Only where the trace continues is mu(a_{k+1}|s_{k+1}) used (NaN * 0 would still be NaN); checked by
+                # train() when it reads its statistics
+                missing_behaviour_probs = th.isnan(th.where(replay_data.continues != 0, next_behaviour_probs, 0.0)).any()
+            targets, trace_coefs = soft_lambda_returns_with_extras(
                 rewards,
                 next_q_values,
                 next_actions,
@@ -321,8 +313,6 @@ class SoftQLambda(SoftQ):
                 next_log_prior=next_log_prior,
                 next_behaviour_probs=next_behaviour_probs,
             )
-        # Kept (by reference) for the trace diagnostics logged after the last gradient step
-        self._last_trace_inputs = (next_q_values, next_actions, next_log_prior, next_behaviour_probs, replay_data)
 
         observations = _flatten_time(replay_data.observations)
         return TrainingBatch(
@@ -331,6 +321,10 @@ class SoftQLambda(SoftQ):
             targets=targets.flatten(),
             weights=replay_data.valid.flatten(),
             observations=observations,
+            trace_coefs=trace_coefs,
+            continues=replay_data.continues,
+            valid=replay_data.valid,
+            missing_behaviour_probs=missing_behaviour_probs,
         )
 
     def _munchausen_window(
@@ -375,23 +369,19 @@ class SoftQLambda(SoftQ):
         )
         return rewards, q_values[1], next_log_prior
 
-    def _record_policy_stats(self, batch: TrainingBatch, ent_coef: th.Tensor) -> None:
-        """Log SoftQ's statistics plus trace diagnostics of the last batch (mean trace coefficient, effective
-        trace length :math:`\\mathbb{E}_t[\\sum_{k \\ge t} \\prod_{i=t+1}^{k} c_i]`, fraction of cut traces)."""
-        super()._record_policy_stats(batch, ent_coef)
-        next_q_values, next_actions, next_log_prior, next_behaviour_probs, replay_data = self._last_trace_inputs
-        trace_coefs = soft_trace_coefficients(
-            next_q_values,
-            next_actions,
-            self.trace_lambda,
-            ent_coef,
-            self.trace,
-            next_log_prior=next_log_prior,
-            next_behaviour_probs=next_behaviour_probs,
-        )
-        stats = trace_diagnostics(trace_coefs, replay_data.continues, replay_data.valid)
-        for key, value in stats.items():
-            self.logger.record(f"train/{key}", value)
+    def _policy_stats(
+        self, batch: TrainingBatch, ent_coef: th.Tensor, policy: tuple[th.Tensor | None, th.Tensor] | None = None
+    ) -> dict[str, th.Tensor | float]:
+        """
+        :return: SoftQ's statistics plus the trace diagnostics of the batch (mean trace coefficient, effective trace
+            length :math:`\\mathbb{E}_t[\\sum_{k \\ge t} \\prod_{i=t+1}^{k} c_i]`, fraction of cut traces), from the
+            trace coefficients that its returns used
+        """
+        stats = super()._policy_stats(batch, ent_coef, policy)
+        assert batch.trace_coefs is not None and batch.continues is not None
+        for key, value in trace_diagnostics(batch.trace_coefs, batch.continues, batch.valid).items():
+            stats[f"train/{key}"] = value  # a 0-d tensor on the device, or a float (see _record_train_stats)
+        return stats
 
     def learn(
         self: SelfSoftQLambda,
@@ -410,6 +400,3 @@ class SoftQLambda(SoftQ):
             reset_num_timesteps=reset_num_timesteps,
             progress_bar=progress_bar,
         )
-
-    def _excluded_save_params(self) -> list[str]:
-        return [*super()._excluded_save_params(), "_last_trace_inputs"]
