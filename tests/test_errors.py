@@ -529,9 +529,12 @@ def test_zero_behaviour_probabilities_stop_training() -> None:
             np.array([reward]),
             np.array([terminated]),
             [{"TimeLimit.truncated": truncated and not terminated}],
-            behaviour_probs=np.array([0.0]),
+            behaviour_probs=np.array([0.5]),
         )
         obs = env.reset()[0] if terminated or truncated else next_obs
+    with pytest.raises(ValueError, match="behaviour_probs"):  # add() refuses them before anything is written
+        model.replay_buffer.add(obs[None], obs[None], np.array([0]), np.array([1.0]), np.array([False]), [{}], np.array([0.0]))
+    model.replay_buffer.behaviour_probs[:60] = 0.0  # a buffer whose arrays were changed by hand (or loaded so)
     model.set_logger(Logger(folder=None, output_formats=[]))
     with pytest.raises(NonFiniteError, match="behaviour probabilities mu <= 0"):
         model.train(gradient_steps=2, batch_size=16)

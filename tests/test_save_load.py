@@ -393,3 +393,24 @@ def test_behaviour_probabilities_reach_the_buffer() -> None:
     buffer.add(*step, behaviour_probs=np.array([0.9]))  # given to add() itself: those are stored, and the others dropped
     buffer.add(*step)
     assert buffer.behaviour_probs[buffer.pos - 2, 0] == np.float32(0.9) and np.isnan(buffer.behaviour_probs[buffer.pos - 1, 0])
+
+
+@pytest.mark.parametrize("model_class", [SoftQ, SoftQLambda])
+def test_load_a_file_of_the_first_release(tmp_path, model_class: type[SoftQ]) -> None:
+    """Files saved by sb3_softq 0.1.0 hold log(tau) as the policy's `log_ent_coef` and no algorithm name: they load,
+    with the same temperature and predictions."""
+    from stable_baselines3.common.save_util import load_from_zip_file, save_to_zip_file
+
+    model = model_class("MlpPolicy", IdentityEnv(4), learning_starts=10, buffer_size=100, batch_size=4, seed=0)
+    model.learn(60)
+    model.save(tmp_path / "new.zip")
+    data, params, variables = load_from_zip_file(tmp_path / "new.zip")
+    data.pop("_algorithm_name", None)
+    params["policy"]["log_ent_coef"] = params["policy"].pop("temperature.log_ent_coef")
+    save_to_zip_file(tmp_path / "old.zip", data=data, params=params, pytorch_variables=variables)
+
+    loaded = model_class.load(tmp_path / "old.zip", env=IdentityEnv(4))
+    assert th.equal(loaded.policy.temperature.log_ent_coef, model.policy.temperature.log_ent_coef)
+    obs = np.arange(4)
+    np.testing.assert_array_equal(loaded.predict(obs, deterministic=True)[0], model.predict(obs, deterministic=True)[0])
+    loaded.learn(20)  # and it trains on

@@ -504,24 +504,25 @@ class SoftQ(OffPolicyAlgorithm):
         stats: dict[str, th.Tensor | float] = {"train/loss": th.stack(losses).mean()}
         if ent_coef_losses:
             stats["train/ent_coef_loss"] = th.stack(ent_coef_losses).mean()
-        # The statistics of the last batch; pi_B at its states is that of the last temperature step when there is one
-        last_policy = (log_prior, log_probs) if temperature.learned else None
-        stats.update(self._policy_stats(batch, ent_coef, last_policy))
+        if self.logger.output_formats:  # computed only where a log is written (SB3's logger has none at verbose=0)
+            # The statistics of the last batch; pi_B at its states is that of the last temperature step when there is one
+            last_policy = (log_prior, log_probs) if temperature.learned else None
+            stats.update(self._policy_stats(batch, ent_coef, last_policy))
         if missing_behaviour_probs is not None:
             stats["missing_behaviour_probs"] = missing_behaviour_probs
         values = self._record_train_stats(stats)
-        # NaN / inf anywhere in a gradient step makes its loss NaN / inf: checked on the means read with the statistics
-        check_training_finite(
-            {"loss": values["train/loss"], "ent_coef_loss": values.get("train/ent_coef_loss")},
-            self.replay_buffer,
-            temperature.log_ent_coef,
-        )
         if values.get("missing_behaviour_probs"):
             # Read with the statistics, after the updates: a check at every step would wait for the device each time
             raise ValueError(
                 "The returns need the behaviour probabilities mu(a|s) of the stored actions (trace='importance_sampling' "
                 "or 'retrace'), but the replay buffer holds steps added without them"
             )
+        # NaN / inf anywhere in a gradient step makes its loss NaN / inf: checked on the means read with the statistics
+        check_training_finite(
+            {"loss": values["train/loss"], "ent_coef_loss": values.get("train/ent_coef_loss")},
+            self.replay_buffer,
+            temperature.log_ent_coef,
+        )
 
     def _record_train_stats(self, stats: Mapping[str, th.Tensor | float]) -> dict[str, float]:
         """

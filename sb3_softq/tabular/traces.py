@@ -31,7 +31,6 @@ TRACES_NEEDING_BEHAVIOUR_PROBS: tuple[str, ...] = tuple(
 )
 
 __all__ = [
-    "CONSTANT_TRACE",
     "TRACES",
     "TRACES_NEEDING_BEHAVIOUR_PROBS",
     "check_choice",
