@@ -88,5 +88,7 @@ def trace_coefficients(trace: str, trace_lambda: float, target_probs: ArrayT, be
         )
     if trace == CLIPPED_TRACE:
         ratios = target_probs / behaviour_probs
-        return trace_lambda * (min(ratios, 1.0) if isinstance(ratios, float) else ratios.clip(max=1.0))
+        if isinstance(ratios, float):
+            return trace_lambda * min(ratios, 1.0)  # type: ignore[return-value]  # a float for a float
+        return trace_lambda * ratios.clip(max=1.0)
     return trace_lambda * target_probs / behaviour_probs  # importance sampling

@@ -20,8 +20,9 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from sb3_softq.common.checks import check_number
+from sb3_softq.common.traces import CONSTANT_TRACE
 from sb3_softq.tabular.soft import FloatArray, boltzmann_log_probs, reference_log_prior, soft_value
-from sb3_softq.tabular.traces import CONSTANT_TRACE, TRACES, check_choice, needs_behaviour_probs, trace_coefficient
+from sb3_softq.tabular.traces import TRACES, check_choice, needs_behaviour_probs, trace_coefficient
 
 
 def _episode(

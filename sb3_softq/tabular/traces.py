@@ -20,7 +20,6 @@ from typing import TypeVar
 import numpy as np
 
 from sb3_softq.common import traces as registry
-from sb3_softq.common.traces import CONSTANT_TRACE
 
 #: The traces the tabular forward views and learner implement, in the registry's order (the default first).
 TRACES: tuple[str, ...] = tuple(trace for trace in registry.TRACES if trace != registry.CLIPPED_TRACE)

@@ -14,8 +14,9 @@ from collections import deque
 from collections.abc import Callable
 from typing import NamedTuple
 
+from sb3_softq.common.traces import CONSTANT_TRACE
 from sb3_softq.tabular.soft import FloatArray
-from sb3_softq.tabular.traces import CONSTANT_TRACE, trace_coefficient
+from sb3_softq.tabular.traces import trace_coefficient
 
 #: ``obs -> (V(s), log pi_B(.|s))`` under the table TD errors are computed from
 SoftRow = Callable[[int], tuple[float, list[float]]]
