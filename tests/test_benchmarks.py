@@ -7,9 +7,7 @@ from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-
-import bench_learning
+from benchmarks import bench_learning
 
 ENV_ID = "CartPole-v1"
 # A run short enough to train in the test: 600 steps, evaluated every 300 steps on 2 episodes

@@ -14,6 +14,7 @@ from typing import Any
 import gymnasium as gym
 
 from sb3_softq.zoo.experiment_manager import ConfigurationError, ExperimentManager
+from sb3_softq.zoo.minatar import register_minatar_envs
 from sb3_softq.zoo.registration import ZOO_ALGOS, hyperparams_path
 
 #: Keys that need rl-zoo3's environment set-up: use ``python -m sb3_softq.zoo train`` for those entries
@@ -38,6 +39,7 @@ def load_hyperparams(algo: str, env_id: str, path: str | None = None) -> tuple[s
         if algo not in ZOO_ALGOS:
             raise ValueError(f"`algo` must be one of {list(ZOO_ALGOS)} when no `path` is given, got {algo!r}")
         path = hyperparams_path(algo)
+    register_minatar_envs()  # as `python -m sb3_softq.zoo` does: MinAtar's games, when MinAtar is installed
     if env_id not in gym.envs.registry:
         raise ValueError(f"`env_id` {env_id!r} is not a registered environment")
     with tempfile.TemporaryDirectory() as log_folder, contextlib.redirect_stdout(io.StringIO()):
