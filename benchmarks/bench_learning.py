@@ -19,7 +19,9 @@ writes ``<out>.json`` (curves, versions, seeds, machine), ``<out>.md`` (the tabl
 Algorithm names (columns): ``dqn``, ``qrdqn``, ``softq``, ``softq_lambda``, each with its rl-zoo3 entry, and
 variants of an entry after a colon, comma-separated: ``<name>=<value>`` (the value read as YAML, e.g. ``dqn:n_steps=3``,
 DQN with 3-step returns), a trace (``softq_lambda:retrace``, the entry with another trace) or ``munchausen``
-(``munchausen_coef=0.9``, M-DQN's value; e.g. ``softq_lambda:munchausen``).
+(``munchausen_coef=0.9``, M-DQN's value; e.g. ``softq_lambda:munchausen``). The variant ``defaults`` replaces the entry
+by the constructor's defaults (``SoftQLambda("MlpPolicy", env_id, seed=seed)``, what a user who passes nothing gets;
+with ``--n-timesteps``), e.g. ``--algos dqn:defaults softq_lambda:defaults``.
 
 MinAtar (``--env MinAtar/Breakout-v1``, ``MinAtar/Asterix-v1`` or ``MinAtar/Freeway-v1``; the ``minatar`` extra):
 DQN and QR-DQN take the MinAtar paper's DQN from ``benchmarks/hyperparams/`` (rl-zoo3 has no MinAtar entries),
@@ -60,6 +62,8 @@ MINATAR_EVAL_MAX_EPISODE_STEPS = 20_000
 ALGOS = ("dqn", "qrdqn", "softq", "softq_lambda")
 #: Named variants of an entry (``<algo>:<variant>``) and the values they set
 NAMED_VARIANTS: dict[str, dict[str, Any]] = {"munchausen": {"munchausen_coef": 0.9}}
+#: The variant that trains with the constructor's defaults instead of the rl-zoo3 entry
+DEFAULTS_VARIANT = "defaults"
 #: Folder of the DQN and QR-DQN entries for the environments that rl-zoo3's files do not have (MinAtar)
 BENCHMARK_HYPERPARAMS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "hyperparams")
 
@@ -86,6 +90,8 @@ def variant_overrides(algo: str) -> dict[str, Any]:
     overrides: dict[str, Any] = {}
     for variant in filter(None, variants.split(",")):
         key, is_assignment, value = variant.partition("=")
+        if variant == DEFAULTS_VARIANT:
+            continue
         if is_assignment:
             overrides[key] = yaml.safe_load(value)
         elif variant in NAMED_VARIANTS:
@@ -94,10 +100,55 @@ def variant_overrides(algo: str) -> dict[str, Any]:
             overrides["trace"] = variant
         else:
             raise ValueError(
-                f"Unknown variant {variant!r} in {algo!r}: expected <key>=<value>, one of {list(NAMED_VARIANTS)}"
-                + (f" or a trace {list(TRACES)}" if name == "softq_lambda" else "")
+                f"Unknown variant {variant!r} in {algo!r}: expected <key>=<value>, {DEFAULTS_VARIANT!r}, one of "
+                f"{list(NAMED_VARIANTS)}" + (f" or a trace {list(TRACES)}" if name == "softq_lambda" else "")
             )
     return overrides
+
+
+def uses_defaults(algo: str) -> bool:
+    """:return: whether the column trains with the constructor's defaults (the ``defaults`` variant)"""
+    return DEFAULTS_VARIANT in algo.partition(":")[2].split(",")
+
+
+def hyperparameters_source(env_id: str, algos: list[str]) -> str:
+    """:return: where the table's columns take their hyperparameters from, for its caption"""
+    source = "rl-zoo3 hyperparameters of each algorithm"
+    if is_minatar(env_id):
+        source += " (DQN and QR-DQN: benchmarks/hyperparams/)"
+    if any(uses_defaults(algo) for algo in algos):
+        source += ", the constructor's defaults for the `:defaults` columns"
+    return source
+
+
+def algorithm_class(algo: str) -> type:
+    """:return: the class of a column's algorithm"""
+    from sb3_contrib import QRDQN
+    from stable_baselines3 import DQN
+
+    from sb3_softq import SoftQ, SoftQLambda
+
+    return {"dqn": DQN, "qrdqn": QRDQN, "softq": SoftQ, "softq_lambda": SoftQLambda}[algo.partition(":")[0]]
+
+
+def constructor_defaults(algo: str) -> dict[str, Any]:
+    """
+    :return: the default values of the algorithm's constructor (those that JSON holds), which a ``defaults`` column
+        records as its entry: ``--reuse`` then trains it again when a default changed
+    """
+    import inspect
+
+    defaults = {
+        name: parameter.default
+        for name, parameter in inspect.signature(algorithm_class(algo).__init__).parameters.items()
+        if parameter.default is not inspect.Parameter.empty and not name.startswith("_")
+    }
+    if algo.partition(":")[0] in ("softq", "softq_lambda"):
+        from sb3_softq.softq.softq import DEFAULT_TARGET_ENTROPY_FRACTION
+
+        # What ``target_entropy="auto"`` means
+        defaults["target_entropy_fraction"] = DEFAULT_TARGET_ENTROPY_FRACTION
+    return json.loads(json.dumps({"policy": "MlpPolicy", **defaults}, default=repr))
 
 
 def hyperparams_file(algo: str, env_id: str) -> str:
@@ -121,8 +172,11 @@ def zoo_entry(algo: str, env_id: str) -> dict[str, Any]:
     :return: the algorithm's rl-zoo3 entry for ``env_id`` as its file writes it, with the column's variants (e.g. the
         ``trace`` of ``softq_lambda:<trace>``), as recorded with every run and compared by ``--reuse``
     """
-    with open(hyperparams_file(algo, env_id)) as handle:
-        entry = yaml.safe_load(handle)[env_id]
+    if uses_defaults(algo):
+        entry = constructor_defaults(algo)
+    else:
+        with open(hyperparams_file(algo, env_id)) as handle:
+            entry = yaml.safe_load(handle)[env_id]
     # Through JSON, as the results files hold it (tuples become lists)
     return json.loads(json.dumps({**entry, **variant_overrides(algo)}))
 
@@ -132,8 +186,12 @@ def zoo_hyperparams(algo: str, env_id: str) -> tuple[str, dict[str, Any], int]:
     :param algo: a column name (see :func:`variant_overrides`), e.g. ``dqn``, ``dqn:n_steps=3``, ``softq_lambda:retrace``
     :param env_id: environment id
     :return: policy, keyword arguments and ``n_timesteps`` of the algorithm's rl-zoo3 entry, with the column's variants
+        (with the ``defaults`` variant: ``MlpPolicy``, the other variants only, and no ``n_timesteps``: 0)
     """
     from sb3_softq.zoo import load_hyperparams
+
+    if uses_defaults(algo):
+        return "MlpPolicy", variant_overrides(algo), 0
 
     policy, kwargs, n_timesteps = load_hyperparams(algo.partition(":")[0], env_id, hyperparams_file(algo, env_id))
     kwargs.update(variant_overrides(algo))
@@ -167,19 +225,15 @@ def run_one(
     evaluations (and checkpoints) excluded; a run resumed from a checkpoint written before these were recorded has none.
     """
     import torch as th
-    from sb3_contrib import QRDQN
-    from stable_baselines3 import DQN
     from stable_baselines3.common.callbacks import BaseCallback, EvalCallback
     from stable_baselines3.common.env_util import make_vec_env
 
-    from sb3_softq import SoftQ, SoftQLambda
     from sb3_softq.zoo.minatar import register_minatar_envs
 
     th.set_num_threads(1)
     if is_minatar(env_id) and not register_minatar_envs():
         raise RuntimeError(f"{env_id} needs MinAtar: pip install sb3_softq[minatar]")
-    classes = {"dqn": DQN, "qrdqn": QRDQN, "softq": SoftQ, "softq_lambda": SoftQLambda}
-    algo_class = classes[algo.partition(":")[0]]
+    algo_class = algorithm_class(algo)
     policy, kwargs, zoo_timesteps = zoo_hyperparams(algo, env_id)
     total = n_timesteps or zoo_timesteps
     paths = checkpoint_paths(checkpoint_dir, algo, env_id, seed) if checkpoint_dir else None
@@ -462,6 +516,22 @@ def plot(results: dict[str, list[dict[str, Any]]], env_id: str, path: str, thres
     figure.savefig(path, dpi=100)
 
 
+def check_arguments(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Refuse (``parser.error``) arguments that do not make a table."""
+    unknown = sorted(set(args.rerun) - set(args.algos))
+    if unknown:
+        parser.error(f"--rerun {' '.join(unknown)}: not in --algos")
+    for algo in args.algos:
+        try:
+            variant_overrides(algo)
+        except ValueError as error:
+            parser.error(f"--algos: {error}")
+    if args.n_timesteps is None and any(map(uses_defaults, args.algos)):
+        parser.error(f"--algos {DEFAULTS_VARIANT}: the constructor's defaults have no n_timesteps: give --n-timesteps")
+    if args.env not in THRESHOLDS and args.threshold is None and "dqn" not in args.algos:
+        parser.error(f"--env {args.env}: the threshold is DQN's final return: add dqn to --algos, or give --threshold")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--env", required=True, choices=[*sorted(THRESHOLDS), *MINATAR_ENVS])
@@ -491,16 +561,7 @@ def main() -> None:
         help="folder for a checkpoint of every run after each evaluation; runs resume from it (for runs of many hours)",
     )
     args = parser.parse_args()
-    unknown = sorted(set(args.rerun) - set(args.algos))
-    if unknown:
-        parser.error(f"--rerun {' '.join(unknown)}: not in --algos")
-    for algo in args.algos:
-        try:
-            variant_overrides(algo)
-        except ValueError as error:
-            parser.error(f"--algos: {error}")
-    if args.env not in THRESHOLDS and args.threshold is None and "dqn" not in args.algos:
-        parser.error(f"--env {args.env}: the threshold is DQN's final return: add dqn to --algos, or give --threshold")
+    check_arguments(parser, args)
 
     entries = {algo: zoo_entry(algo, args.env) for algo in args.algos}
     reused: dict[tuple[str, int], dict[str, Any]] = {}
@@ -581,8 +642,7 @@ def main() -> None:
     episodes_cut = f", cut at {MINATAR_EVAL_MAX_EPISODE_STEPS:,} steps" if is_minatar(args.env) else ""
     lines = [
         f"{args.env} ({threshold_rule}), {args.seeds} seeds, greedy evaluation every {args.eval_freq} steps "
-        f"over {args.eval_episodes} episodes{episodes_cut}; rl-zoo3 hyperparameters of each algorithm"
-        f"{' (DQN and QR-DQN: benchmarks/hyperparams/)' if is_minatar(args.env) else ''}. Seconds: "
+        f"over {args.eval_episodes} episodes{episodes_cut}; {hyperparameters_source(args.env, args.algos)}. Seconds: "
         "wall-clock time of training (evaluations excluded) on one PyTorch thread.",
         "",
     ]

@@ -120,6 +120,24 @@ def test_columns_are_entries_with_variants() -> None:
     assert kwargs["munchausen_coef"] == 0.9
 
 
+def test_defaults_columns_train_with_the_constructor_defaults(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from sb3_softq import SoftQLambda
+
+    policy, kwargs, n_timesteps = bench_learning.zoo_hyperparams("softq_lambda:defaults", ENV_ID)
+    assert (policy, kwargs, n_timesteps) == ("MlpPolicy", {}, 0)
+    assert bench_learning.zoo_hyperparams("softq_lambda:defaults,munchausen", ENV_ID)[1] == {"munchausen_coef": 0.9}
+    # The recorded entry is the constructor's defaults: a changed default makes --reuse train the column again
+    entry = bench_learning.zoo_entry("softq_lambda:defaults", ENV_ID)
+    assert entry["learning_rate"] == SoftQLambda("MlpPolicy", ENV_ID).learning_rate
+    assert entry["trace"] == "tree_backup" and "target_entropy_fraction" in entry
+    # Without a zoo entry there is no budget: the command asks for one
+    monkeypatch.setattr(sys, "argv", ["bench_learning.py", "--env", ENV_ID, "--algos", "dqn:defaults", "--out", "x"])
+    with pytest.raises(SystemExit):
+        bench_learning.main()
+    data = run_benchmark(monkeypatch, tmp_path, "--algos", "dqn:defaults")
+    assert data["runs"][0]["algo"] == "dqn:defaults" and data["runs"][0]["timesteps"] == [300, 600]
+
+
 def test_dqn_with_three_step_returns() -> None:
     from stable_baselines3 import DQN
     from stable_baselines3.common.buffers import NStepReplayBuffer

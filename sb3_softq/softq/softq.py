@@ -35,7 +35,7 @@ from sb3_softq.softq.policies import CnnPolicy, MlpPolicy, MultiInputPolicy, Sof
 SelfSoftQ = TypeVar("SelfSoftQ", bound="SoftQ")
 
 #: Default ``target_entropy`` for ``ent_coef="auto"``, as a fraction of the maximum entropy log|A|.
-DEFAULT_TARGET_ENTROPY_FRACTION = 0.2
+DEFAULT_TARGET_ENTROPY_FRACTION = 0.3
 
 
 class TrainingBatch(NamedTuple):
@@ -61,6 +61,10 @@ class TrainingBatch(NamedTuple):
 class SoftQ(OffPolicyAlgorithm):
     """
     Soft Q-learning (soft DQN / SQN): entropy-regularised Q-learning for discrete actions.
+
+    The defaults are those of ``SoftQLambda`` where the two share a parameter (chosen by one study on classic
+    control and MinAtar; documentation, "Tuning studies", "The defaults"), not DQN's Atari-scale ones: an Atari
+    run takes the ``atari`` entry of ``hyperparams/softq.yml``.
 
     Papers: Schulman et al. 2017, "Equivalence Between Policy Gradients and Soft Q-Learning"
     (https://arxiv.org/abs/1704.06440); Haarnoja et al. 2017, "Reinforcement Learning with Deep Energy-Based Policies";
@@ -98,11 +102,10 @@ class SoftQ(OffPolicyAlgorithm):
         as in SAC) so that the entropy of :math:`\\pi_B` tracks ``target_entropy``, starting from 1;
         ``"auto_0.1"`` starts from 0.1.
     :param target_entropy: target entropy of :math:`\\pi_B` (nats) when ``ent_coef`` is learned. ``"auto"`` is
-        ``0.2 * log|A|``. SAC-discrete's ``0.98 * log|A|`` asks for an almost uniform policy, so the temperature
-        grows until the Boltzmann policy ignores Q; a fifth of the maximum entropy keeps exploration while letting
-        the policy become nearly greedy where Q is clear. The shipped Acrobot-v1 and MountainCar-v0 entries use it,
-        and every seed of SoftQ and SoftQLambda learns there (documentation, "Benchmark results"); the CartPole-v1
-        and LunarLander-v3 entries set 0.414, found by the tuner. Not yet compared with other fractions.
+        ``0.3 * log|A|`` (``DEFAULT_TARGET_ENTROPY_FRACTION``). SAC-discrete's ``0.98 * log|A|`` asks for an almost
+        uniform policy, so the temperature grows until the Boltzmann policy ignores Q; a fraction of the maximum
+        entropy keeps exploration while letting the policy become nearly greedy where Q is clear. The fraction was
+        chosen with the other defaults (documentation, "Tuning studies", "The defaults").
     :param reference_policy: the reference ("default") policy :math:`\\bar\\pi` of the KL regulariser:
         ``None`` for uniform (maximum-entropy RL), a vector of action probabilities, or a state-dependent prior:
         a callable mapping observation tensors to log-probabilities ``[batch, n_actions]``, or an SB3 policy / model
@@ -145,9 +148,9 @@ class SoftQ(OffPolicyAlgorithm):
         self,
         policy: str | type[SoftQPolicy],
         env: GymEnv | str,
-        learning_rate: float | Schedule = 1e-4,
-        buffer_size: int = 1_000_000,
-        learning_starts: int = 100,
+        learning_rate: float | Schedule = 5e-4,
+        buffer_size: int = 50_000,
+        learning_starts: int = 1000,
         batch_size: int = 32,
         tau: float = 1.0,
         gamma: float = 0.99,
@@ -157,7 +160,7 @@ class SoftQ(OffPolicyAlgorithm):
         replay_buffer_kwargs: dict[str, Any] | None = None,
         optimize_memory_usage: bool = False,
         n_steps: int = 1,
-        target_update_interval: int = 10000,
+        target_update_interval: int = 250,
         ent_coef: float | str = "auto",
         target_entropy: float | str = "auto",
         reference_policy: Any = None,

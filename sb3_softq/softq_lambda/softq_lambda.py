@@ -47,6 +47,11 @@ class SoftQLambda(SoftQ):
     coefficient :math:`c` chosen by ``trace`` (see :func:`sb3_softq.common.returns.soft_lambda_returns`).
     The trace is cut at episode ends and at the end of the window, where the return bootstraps with :math:`V`.
 
+    The defaults (32 windows of 16 steps, :math:`\\lambda = 0.7`, tree backup, learning rate 5e-4, target network
+    copied every 250 steps, a 50,000-step buffer, target entropy ``0.3 * log|A|``) were chosen by one study whose
+    objective spans CartPole-v1, Acrobot-v1, LunarLander-v3 and MinAtar Breakout (documentation, "Tuning studies",
+    "The defaults"); an Atari run takes the ``atari`` entry of ``hyperparams/softq_lambda.yml``.
+
     Takes every parameter of :class:`~sb3_softq.SoftQ`, plus:
 
     :param policy: The policy model to use (MlpPolicy, CnnPolicy, MultiInputPolicy)
@@ -106,9 +111,9 @@ class SoftQLambda(SoftQ):
         self,
         policy: str | type[SoftQPolicy],
         env: GymEnv | str,
-        learning_rate: float | Schedule = 1e-4,
-        buffer_size: int = 1_000_000,
-        learning_starts: int = 100,
+        learning_rate: float | Schedule = 5e-4,
+        buffer_size: int = 50_000,
+        learning_starts: int = 1000,
         batch_size: int = 32,
         tau: float = 1.0,
         gamma: float = 0.99,
@@ -118,7 +123,7 @@ class SoftQLambda(SoftQ):
         replay_buffer_kwargs: dict[str, Any] | None = None,
         optimize_memory_usage: bool = False,
         n_steps: int = 1,
-        target_update_interval: int = 10000,
+        target_update_interval: int = 250,
         ent_coef: float | str = "auto",
         target_entropy: float | str = "auto",
         reference_policy: Any = None,
@@ -126,8 +131,8 @@ class SoftQLambda(SoftQ):
         exploration_fraction: float = 0.1,
         exploration_initial_eps: float = 0.0,
         exploration_final_eps: float = 0.0,
-        sequence_length: int = 8,
-        trace_lambda: float = 0.9,
+        sequence_length: int = 16,
+        trace_lambda: float = 0.7,
         trace: str = "tree_backup",
         munchausen_coef: float = 0.0,
         munchausen_clip: float = -1.0,
