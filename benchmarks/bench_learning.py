@@ -45,6 +45,7 @@ import os
 import platform
 import sys
 import tempfile
+import textwrap
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from typing import Any
@@ -499,19 +500,20 @@ def plot(results: dict[str, list[dict[str, Any]]], env_id: str, path: str, thres
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    figure, axis = plt.subplots(figsize=(7, 4.5))
+    figure, axis = plt.subplots(figsize=(11, 4.5))
     for algo, runs in results.items():
         length = min(len(run["returns"]) for run in runs)
         steps = np.array(runs[0]["timesteps"][:length])
         curves = np.array([run["returns"][:length] for run in runs])
         mean, std = curves.mean(axis=0), curves.std(axis=0)
-        axis.plot(steps, mean, label=algo)
+        # Columns with many variants (e.g. a defaults column with several values) wrap in the legend
+        axis.plot(steps, mean, label=textwrap.fill(algo.replace(",", ", "), width=60))
         axis.fill_between(steps, mean - std, mean + std, alpha=0.2)
     axis.axhline(threshold, color="grey", linestyle="--", linewidth=1, label="threshold")
     axis.set_xlabel("environment steps")
     axis.set_ylabel("evaluation return (greedy)")
     axis.set_title(f"{env_id}: mean ± std over {len(next(iter(results.values())))} seeds")
-    axis.legend()
+    axis.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.02, 1.0))
     figure.tight_layout()
     figure.savefig(path, dpi=100)
 
