@@ -114,6 +114,8 @@ def uses_defaults(algo: str) -> bool:
 
 def hyperparameters_source(env_id: str, algos: list[str]) -> str:
     """:return: where the table's columns take their hyperparameters from, for its caption"""
+    if all(uses_defaults(algo) for algo in algos):
+        return "the constructor's defaults of each algorithm, with the values that a column names"
     source = "rl-zoo3 hyperparameters of each algorithm"
     if is_minatar(env_id):
         source += " (DQN and QR-DQN: benchmarks/hyperparams/)"

@@ -24,10 +24,9 @@ and the full budgets, beside DQN's defaults, by ``benchmarks/bench_learning.py``
 The study lives in an Optuna journal file, so that two workers share it (one process each, one PyTorch thread) and
 an interrupted study resumes::
 
-    python -m benchmarks.defaults_study --journal benchmarks/results/defaults_study.journal --trials 10 --timeout 3600 &
-    python -m benchmarks.defaults_study --journal benchmarks/results/defaults_study.journal --trials 10 --timeout 3600
-    python -m benchmarks.defaults_study --journal benchmarks/results/defaults_study.journal --report \\
-        benchmarks/results/defaults_study.md
+    python -m benchmarks.defaults_study --journal defaults_study.journal --trials 15 --timeout 3300 &
+    python -m benchmarks.defaults_study --journal defaults_study.journal --trials 15 --timeout 3300
+    python -m benchmarks.defaults_study --journal defaults_study.journal --report defaults_study.md
 """
 
 import argparse
@@ -43,8 +42,8 @@ import optuna
 STUDY_SEED = 100
 #: Greedy evaluation episodes per task
 EVAL_EPISODES = 10
-#: Greedy evaluation episodes on MinAtar are cut after this many steps (a greedy policy may never lose)
-MINATAR_EVAL_MAX_EPISODE_STEPS = 5_000
+#: The study's greedy evaluation episodes on MinAtar are cut after this many steps (a greedy policy may never lose)
+STUDY_MINATAR_EVAL_STEP_LIMIT = 5_000
 
 
 @dataclass(frozen=True)
@@ -89,10 +88,11 @@ SEARCH_SPACE: dict[str, list[Any]] = {
     "n_critics": [1, 2],
 }
 
-#: Trials run first: the values of the tuned entries (hyperparams/softq_lambda.yml) that fit the search space
+#: Trials run first: the previous defaults and the tuned entries (hyperparams/softq_lambda.yml), cut to fit the
+#: search space
 ENQUEUED: list[dict[str, Any]] = [
     # The defaults of the release before the study (windows of 8 steps, lambda 0.9, tree backup, 256 TD targets),
-    # but for DQN's Atari-scale learning rate, target period and buffer
+    # but for DQN's Atari-scale learning rate, target period, buffer and 100 random steps
     dict(
         learning_rate=5e-4,
         td_targets=256,
@@ -120,7 +120,7 @@ ENQUEUED: list[dict[str, Any]] = [
         target_entropy_fraction=0.3,
         n_critics=1,
     ),
-    # CartPole-v1's entry, with a quarter of its TD targets
+    # CartPole-v1's entry, with a quarter of its TD targets per gradient step and one gradient step instead of two
     dict(
         learning_rate=5e-4,
         td_targets=512,
@@ -164,19 +164,18 @@ def train_and_evaluate(task: Task, candidate: dict[str, Any], seed: int) -> tupl
         if not register_minatar_envs():
             raise RuntimeError("The study's MinAtar task needs MinAtar: pip install sb3_softq[minatar]")
         policy, policy_kwargs = "CnnPolicy", dict(features_extractor_class=MinAtarCNN, net_arch=[])
-    n_actions = int(gym.make(task.env_id).action_space.n)
+    with gym.make(task.env_id) as env:
+        n_actions = int(env.action_space.n)
     kwargs["target_entropy"] = fraction * math.log(n_actions)
     model = SoftQLambda(policy, task.env_id, seed=seed, policy_kwargs=policy_kwargs, **kwargs)
     start = time.perf_counter()
     model.learn(task.timesteps)
     seconds = time.perf_counter() - start
-    eval_env = (
-        gym.make(task.env_id, max_episode_steps=MINATAR_EVAL_MAX_EPISODE_STEPS)
-        if task.env_id.startswith("MinAtar/")
-        else gym.make(task.env_id)
-    )
-    eval_env.reset(seed=seed + 1)
-    mean_return, _ = evaluate_policy(model, eval_env, n_eval_episodes=EVAL_EPISODES, deterministic=True)
+    model.get_env().close()
+    limit = dict(max_episode_steps=STUDY_MINATAR_EVAL_STEP_LIMIT) if task.env_id.startswith("MinAtar/") else {}
+    with gym.make(task.env_id, **limit) as eval_env:
+        eval_env.reset(seed=seed + 1)
+        mean_return, _ = evaluate_policy(model, eval_env, n_eval_episodes=EVAL_EPISODES, deterministic=True)
     return float(mean_return), seconds
 
 
@@ -251,7 +250,8 @@ def main() -> None:
         return
     if not study.trials:
         for params in ENQUEUED:
-            study.enqueue_trial(params)
+            # Workers started together may both find the study empty: each enqueued trial runs once all the same
+            study.enqueue_trial(params, skip_if_exists=True)
     study.optimize(objective, n_trials=args.trials, timeout=args.timeout)
 
 

@@ -82,7 +82,7 @@ def test_the_defaults_are_the_best_trial_of_the_study() -> None:
     )
     parameters = inspect.signature(SoftQLambda.__init__).parameters
     assert {name: parameters[name].default for name in chosen} == chosen
-    assert parameters["policy_kwargs"].default is None  # one critic
+    assert parameters["n_critics"].default == 1
     assert DEFAULT_TARGET_ENTROPY_FRACTION == 0.3
     softq_parameters = inspect.signature(SoftQ.__init__).parameters
     shared = set(chosen) & set(softq_parameters)

@@ -197,13 +197,13 @@ def test_readme_quick_start_is_code_that_uses_the_defaults() -> None:
 @pytest.mark.slow
 def test_readme_quick_start_learns(tmp_path: Path) -> None:
     """
-    The README's Quick start, run as written (unseeded), prints a greedy return near CartPole-v1's maximum.
-
-    Over five seeds the defaults end at 500 after 50,000 steps (benchmarks/results/defaults_CartPole-v1.md); 400
-    leaves room for an unlucky seed.
+    The README's Quick start, run as written but for a seed (so that the check is deterministic), prints a greedy
+    return near CartPole-v1's maximum: over seeds 0-4 the defaults end at 500 after 50,000 steps
+    (benchmarks/results/defaults_CartPole-v1.md).
     """
+    code = readme_quick_start().replace("verbose=1)", "verbose=1, seed=0)")
     result = subprocess.run(
-        [sys.executable, "-c", readme_quick_start()],
+        [sys.executable, "-c", code],
         cwd=tmp_path,
         env=_example_env(),
         capture_output=True,
@@ -213,4 +213,4 @@ def test_readme_quick_start_learns(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr[-3000:]
     match = re.search(r"greedy return over 10 episodes: ([-\d.]+)", result.stdout)
     assert match, result.stdout[-3000:]
-    assert float(match.group(1)) >= 400
+    assert float(match.group(1)) >= 475

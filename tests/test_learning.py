@@ -1,11 +1,14 @@
 """
-Long learning checks (``pytest -m slow``): the shipped rl-zoo3 hyperparameters solve the environments.
+Long learning checks (``pytest -m slow``): the shipped rl-zoo3 hyperparameters solve the environments, and the
+constructor's defaults learn CartPole-v1, Acrobot-v1 and LunarLander-v3.
 
 "Solved within N steps" means a greedy evaluation (SB3's ``EvalCallback``, 10 episodes every 2,500 steps) reached
 the threshold at some point during the first N environment steps.
 """
 
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
+from typing import Any
 
 import pytest
 import torch as th
@@ -17,7 +20,7 @@ from sb3_softq.zoo import ZOO_ALGOS, load_hyperparams
 pytestmark = pytest.mark.slow
 
 
-def solved_within(algo: str, env_id: str, seed: int, threshold: float, budget: int | None = None) -> bool:
+def solved_within(algo: str, env_id: str, threshold: float, budget: int | None, seed: int) -> bool:
     """Whether a greedy evaluation reaches ``threshold``: the rl-zoo3 entry, or the defaults for ``<algo>:defaults``."""
     th.set_num_threads(1)
     name, _, variant = algo.partition(":")
@@ -35,10 +38,14 @@ def solved_within(algo: str, env_id: str, seed: int, threshold: float, budget: i
     return evaluation.best_mean_reward >= threshold
 
 
-def count_solved(algo: str, env_id: str, seeds: list[int], threshold: float, budget: int | None = None) -> int:
+def over_seeds(function: Callable[..., float], seeds: list[int], *args: Any) -> list[float]:
+    """``function(*args, seed)`` for every seed, two processes at a time."""
     with ProcessPoolExecutor(max_workers=2) as pool:
-        results = pool.map(solved_within, *zip(*[(algo, env_id, seed, threshold, budget) for seed in seeds], strict=True))
-        return sum(results)
+        return list(pool.map(function, *([arg] * len(seeds) for arg in args), seeds))
+
+
+def count_solved(algo: str, env_id: str, seeds: list[int], threshold: float, budget: int | None = None) -> int:
+    return sum(over_seeds(solved_within, seeds, algo, env_id, threshold, budget))
 
 
 @pytest.mark.parametrize("algo", ["softq", "softq_lambda"])
@@ -59,7 +66,7 @@ def test_lunar_lander_softq_lambda() -> None:
     assert count_solved("softq_lambda", "LunarLander-v3", seeds=[0, 1], threshold=100) == 2
 
 
-def final_return_with_defaults(env_id: str, seed: int, budget: int) -> float:
+def final_return_with_defaults(env_id: str, budget: int, seed: int) -> float:
     """The greedy return (10 episodes) of ``SoftQLambda("MlpPolicy", env_id, seed=seed)`` after ``budget`` steps."""
     from stable_baselines3.common.evaluation import evaluate_policy
 
@@ -72,8 +79,7 @@ def final_return_with_defaults(env_id: str, seed: int, budget: int) -> float:
 
 
 def mean_final_return_with_defaults(env_id: str, seeds: list[int], budget: int) -> float:
-    with ProcessPoolExecutor(max_workers=2) as pool:
-        return sum(pool.map(final_return_with_defaults, [env_id] * len(seeds), seeds, [budget] * len(seeds))) / len(seeds)
+    return sum(over_seeds(final_return_with_defaults, seeds, env_id, budget)) / len(seeds)
 
 
 def test_defaults_learn_cartpole() -> None:
