@@ -68,25 +68,15 @@ def test_report_lists_finished_trials_best_first(tmp_path: Path) -> None:
 
 
 def test_the_defaults_are_the_best_trial_of_the_study() -> None:
-    """The constructors' defaults are trial 14 of the study (documentation, "Tuning studies", "The defaults")."""
-    chosen = dict(
-        learning_rate=5e-4,
-        batch_size=32,
-        sequence_length=16,
-        trace_lambda=0.7,
-        trace="tree_backup",
-        target_update_interval=250,
-        gradient_steps=1,
-        learning_starts=1000,
-        buffer_size=50_000,
-    )
-    parameters = inspect.signature(SoftQLambda.__init__).parameters
-    assert {name: parameters[name].default for name in chosen} == chosen
-    assert parameters["n_critics"].default == 1
-    assert DEFAULT_TARGET_ENTROPY_FRACTION == 0.3
-    softq_parameters = inspect.signature(SoftQ.__init__).parameters
-    shared = set(chosen) & set(softq_parameters)
-    assert {name: softq_parameters[name].default for name in shared} == {name: chosen[name] for name in shared}
+    """The constructors' defaults are the study's best trial (documentation, "Tuning studies", "The defaults")."""
+    chosen = dict(defaults_study.CHOSEN)
+    assert DEFAULT_TARGET_ENTROPY_FRACTION == chosen.pop("target_entropy_fraction")
+    chosen["batch_size"] = chosen.pop("td_targets") // chosen["sequence_length"]
+    for algorithm in (SoftQLambda, SoftQ):
+        parameters = inspect.signature(algorithm.__init__).parameters
+        shared = {name: value for name, value in chosen.items() if name in parameters}
+        assert {name: parameters[name].default for name in shared} == shared, algorithm.__name__
+    assert set(chosen) <= set(inspect.signature(SoftQLambda.__init__).parameters)
 
 
 def test_auto_target_entropy_is_the_default_fraction_of_the_maximum() -> None:
