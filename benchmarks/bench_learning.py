@@ -663,8 +663,10 @@ def main() -> None:
         ]
     if reused:
         lines += [
-            f"{len(reused)} of the {len(runs)} runs were taken from earlier runs with the same versions (`--reuse`; "
-            "runs are deterministic per seed): " + ", ".join(sorted({algo for algo, _ in reused})) + ".",
+            f"{len(reused)} of the {len(runs)} runs were taken from earlier results files with the same package versions "
+            "(`--reuse`; the JSON file's `meta.reused` lists their commands and notes): "
+            + ", ".join(sorted({algo for algo, _ in reused}))
+            + ".",
             "",
         ]
     lines += [

@@ -6,8 +6,10 @@ replay buffer is filled, and ``train()`` runs with wall-clock timers around its 
 
 - ``sample``: ``replay_buffer.sample()``
 - ``target forward`` / ``online forward``: the target and online Q-networks
-- ``returns``: ``soft_lambda_returns`` (SoftQLambda only; part of the target computation)
+- ``returns``: ``soft_lambda_returns_with_extras`` (SoftQLambda only; part of the target computation)
 - ``backward``, ``clip`` (``clip_grad_norm_``), ``optimizer``: the update
+- ``temperature``: the step of a learned temperature (``_update_temperature``: the entropy of the batch's policy and
+  the temperature's optimiser step)
 - ``other``: the rest of ``train()`` (loss, indexing, one-step targets, logging)
 
 With one PyTorch thread on CPU every operation is synchronous, so the timers measure the phases themselves.
@@ -38,7 +40,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 import sb3_softq.softq_lambda.softq_lambda as softq_lambda_module
 
-PHASES = ["sample", "target forward", "online forward", "returns", "backward", "clip", "optimizer", "other"]
+PHASES = ["sample", "target forward", "online forward", "returns", "backward", "clip", "optimizer", "temperature", "other"]
 
 
 class PhaseTimers:
@@ -83,14 +85,14 @@ class PhaseOpCounter(TorchDispatchMode):
 @contextlib.contextmanager
 def timed_module_functions(timers: PhaseTimers) -> Iterator[None]:
     """Time the phases that the algorithms call as module-level functions, restoring them afterwards."""
-    originals = (th.Tensor.backward, th.nn.utils.clip_grad_norm_, softq_lambda_module.soft_lambda_returns)
+    originals = (th.Tensor.backward, th.nn.utils.clip_grad_norm_, softq_lambda_module.soft_lambda_returns_with_extras)
     th.Tensor.backward = timers.wrap("backward", originals[0])  # type: ignore[method-assign]
     th.nn.utils.clip_grad_norm_ = timers.wrap("clip", originals[1])
-    softq_lambda_module.soft_lambda_returns = timers.wrap("returns", originals[2])
+    softq_lambda_module.soft_lambda_returns_with_extras = timers.wrap("returns", originals[2])
     try:
         yield
     finally:
-        th.Tensor.backward, th.nn.utils.clip_grad_norm_, softq_lambda_module.soft_lambda_returns = originals  # type: ignore[method-assign]
+        th.Tensor.backward, th.nn.utils.clip_grad_norm_, softq_lambda_module.soft_lambda_returns_with_extras = originals  # type: ignore[method-assign]
 
 
 def profile_one(make: Callable[[], Any], gradient_steps: int, count_ops: bool = False) -> dict[str, float]:
@@ -101,6 +103,8 @@ def profile_one(make: Callable[[], Any], gradient_steps: int, count_ops: bool = 
     timers = PhaseTimers()
     model.replay_buffer.sample = timers.wrap("sample", model.replay_buffer.sample)
     model.policy.optimizer.step = timers.wrap("optimizer", model.policy.optimizer.step)
+    if hasattr(model, "_update_temperature"):
+        model._update_temperature = timers.wrap("temperature", model._update_temperature)
     if hasattr(model, "q_net"):  # DQN
         model.q_net.forward = timers.wrap("online forward", model.q_net.forward)
         model.q_net_target.forward = timers.wrap("target forward", model.q_net_target.forward)
@@ -139,7 +143,14 @@ def main() -> None:
     th.set_num_threads(1)
 
     models = make_models("cpu", args.targets, args.sequence_length, args.net_arch)
-    names = ["DQN", "DQN (fused Adam)", "SoftQ", "SoftQLambda (tree_backup)", "SoftQLambda (tree_backup, auto temperature)"]
+    names = [
+        "DQN",
+        "DQN (fused Adam)",
+        "SoftQ",
+        "SoftQ (auto temperature)",
+        "SoftQLambda (tree_backup)",
+        "SoftQLambda (tree_backup, auto temperature)",
+    ]
     runs: dict[str, list[dict[str, float]]] = {name: [] for name in names}
     repeats, gradient_steps = (1, 20) if args.count_ops else (args.repeats, args.gradient_steps)
     for _ in range(repeats):  # interleaved, so that machine noise affects every algorithm alike

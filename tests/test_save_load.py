@@ -7,10 +7,12 @@ import numpy as np
 import pytest
 import torch as th
 from stable_baselines3 import PPO
+from stable_baselines3.common.buffers import DictReplayBuffer, ReplayBuffer
 from stable_baselines3.common.env_util import make_vec_env
-from stable_baselines3.common.envs import IdentityEnv
+from stable_baselines3.common.envs import IdentityEnv, SimpleMultiObsEnv
 
 from sb3_softq import SoftQ, SoftQLambda
+from sb3_softq.common.buffers import DictSequenceReplayBuffer, SequenceReplayBuffer
 
 ALGOS = [SoftQ, SoftQLambda]
 FAST = dict(learning_starts=50, buffer_size=1_000, batch_size=16, target_update_interval=50, policy_kwargs=dict(net_arch=[16]))
@@ -153,6 +155,49 @@ def test_load_accepts_the_policy_kwargs_it_was_built_with(tmp_path, model_class:
     assert loaded.policy.net_arch == [32]
     with pytest.raises(ValueError, match="policy kwargs"):
         model_class.load(tmp_path / "model.zip", policy_kwargs=dict(net_arch=[64]))
+
+
+@pytest.mark.parametrize("model_class", ALGOS)
+def test_policy_gets_the_algorithm_arguments_beside_the_user_kwargs(model_class: type[SoftQ]) -> None:
+    """The policy is built with the algorithm's arguments passed explicitly; the user's dict is never rewritten."""
+    received: list[dict] = []
+    policy_class = model_class.policy_aliases["MlpPolicy"]
+
+    class RecordingPolicy(policy_class):  # type: ignore[misc, valid-type]
+        def __init__(self, *args, **kwargs) -> None:
+            received.append(dict(kwargs))
+            super().__init__(*args, **kwargs)
+
+    policy_kwargs = dict(net_arch=[16])
+    model = model_class(
+        RecordingPolicy,
+        "CartPole-v1",
+        n_critics=2,
+        ent_coef=0.3,
+        reference_policy=[0.4, 0.6],
+        **{**FAST, "policy_kwargs": policy_kwargs},
+    )
+    assert received == [dict(net_arch=[16], n_critics=2, ent_coef=0.3, reference_probs=[0.4, 0.6])]
+    assert model.policy_kwargs is policy_kwargs and policy_kwargs == dict(net_arch=[16])
+
+
+@pytest.mark.parametrize("model_class", ALGOS)
+def test_replay_buffer_built_by_make_replay_buffer(model_class: type[SoftQ]) -> None:
+    """`_make_replay_buffer` is the one place a subclass changes how the buffer is built (at construction and load)."""
+
+    class Recording(model_class):  # type: ignore[misc, valid-type]
+        built = 0
+
+        def _make_replay_buffer(self, **kwargs):
+            type(self).built += 1
+            return super()._make_replay_buffer(**kwargs)
+
+    model = Recording("MlpPolicy", "CartPole-v1", **FAST)
+    assert Recording.built == 1 and model.replay_buffer is not None and model.replay_buffer.buffer_size == FAST["buffer_size"]
+    expected = SequenceReplayBuffer if model_class is SoftQLambda else ReplayBuffer
+    assert type(model.replay_buffer) is expected
+    dict_model = model_class("MultiInputPolicy", SimpleMultiObsEnv(), **FAST)
+    assert type(dict_model.replay_buffer) is (DictSequenceReplayBuffer if model_class is SoftQLambda else DictReplayBuffer)
 
 
 @pytest.mark.parametrize("model_class", ALGOS)

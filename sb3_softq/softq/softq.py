@@ -4,18 +4,19 @@ import numbers
 import pathlib
 import warnings
 from collections.abc import Mapping
-from typing import Any, ClassVar, NamedTuple, TypeVar
+from typing import Any, ClassVar, NamedTuple, TypeVar, cast
 
 import numpy as np
 import torch as th
 from gymnasium import spaces
-from stable_baselines3.common.buffers import NStepReplayBuffer, ReplayBuffer
+from stable_baselines3.common.buffers import DictReplayBuffer, NStepReplayBuffer, ReplayBuffer
 from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 from stable_baselines3.common.policies import BasePolicy
 from stable_baselines3.common.preprocessing import get_action_dim, get_obs_shape
 from stable_baselines3.common.save_util import load_from_zip_file
 from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, PyTorchObs, Schedule, TensorDict
 from stable_baselines3.common.utils import LinearSchedule, get_parameters_by_name, obs_as_tensor, polyak_update
+from stable_baselines3.her.her_replay_buffer import HerReplayBuffer
 from torch.nn import functional as F
 
 from sb3_softq.common.buffers import SequenceReplayBuffer
@@ -315,19 +316,24 @@ class SoftQ(OffPolicyAlgorithm):
         if self.reference_policy is not None and not is_state_dependent(self.reference_policy):
             # Kept as a list of floats: saved with the model's data as JSON rather than as a pickled array or tensor
             self.reference_policy = reference_probs = validate_reference_probs(self.reference_policy, self.n_actions)
-        # The policy also gets the algorithm's own arguments, only while it is built: SB3 saves `self.policy_kwargs` and
-        # compares it with the `policy_kwargs` given to `load()`, which are the user's.
-        user_policy_kwargs = self.policy_kwargs
-        self.policy_kwargs = {
-            **user_policy_kwargs,
-            "n_critics": self.n_critics,
-            "ent_coef": self.ent_coef,  # parsed and held by the policy's `temperature`
-            "reference_probs": reference_probs,
-        }
-        try:
-            super()._setup_model()
-        finally:
-            self.policy_kwargs = user_policy_kwargs
+        # SB3's `OffPolicyAlgorithm._setup_model`, with the algorithm's own policy arguments passed beside the user's
+        # `policy_kwargs` (as SB3's on-policy algorithms pass `use_sde`): SB3 saves `policy_kwargs` and compares them
+        # with those given to `load()`, so they stay the user's.
+        self._setup_lr_schedule()
+        self.set_random_seed(self.seed)
+        if self.replay_buffer is None:
+            self.replay_buffer = self._make_replay_buffer()
+        policy = self.policy_class(
+            self.observation_space,
+            self.action_space,
+            self.lr_schedule,
+            n_critics=self.n_critics,
+            ent_coef=self.ent_coef,  # parsed and held by the policy's `temperature`
+            reference_probs=reference_probs,
+            **self.policy_kwargs,
+        )
+        self.policy = cast(SoftQPolicy, policy.to(self.device))
+        self._convert_train_freq()
         self._create_aliases()
         # Copy running stats, see SB3 GH issue #996
         self.batch_norm_stats = get_parameters_by_name(self.q_nets, ["running_"])
@@ -344,6 +350,31 @@ class SoftQ(OffPolicyAlgorithm):
                 "therefore the target network will be updated after each call to env.step() "
                 f"which corresponds to {self.n_envs} steps."
             )
+
+    def _make_replay_buffer(self, **kwargs: Any) -> ReplayBuffer:
+        """
+        A new replay buffer of ``replay_buffer_class`` (SB3's default for the observation space when ``None``), built
+        as SB3 builds it. Subclasses override this to choose their own default class and arguments.
+
+        :param kwargs: arguments of the buffer that the algorithm sets beside the user's ``replay_buffer_kwargs``
+            (which are left as given: they are saved)
+        :return: the buffer
+        """
+        if self.replay_buffer_class is None:
+            is_dict = isinstance(self.observation_space, spaces.Dict)
+            self.replay_buffer_class = DictReplayBuffer if is_dict else ReplayBuffer
+        replay_buffer_kwargs = {**self.replay_buffer_kwargs, **kwargs}
+        if issubclass(self.replay_buffer_class, HerReplayBuffer):
+            replay_buffer_kwargs["env"] = self.env  # not among the saved arguments, as in SB3
+        return self.replay_buffer_class(
+            self.buffer_size,
+            self.observation_space,
+            self.action_space,
+            device=self.device,
+            n_envs=self.n_envs,
+            optimize_memory_usage=self.optimize_memory_usage,
+            **replay_buffer_kwargs,
+        )
 
     def _setup_reference_policy(self) -> None:
         if self.reference_policy is not None:
@@ -468,6 +499,7 @@ class SoftQ(OffPolicyAlgorithm):
         # Everything logged stays on the device until the single read at the end (see _record_train_stats)
         losses, ent_coef_losses = [], []
         missing_behaviour_probs: th.Tensor | None = None
+        last_policy: tuple[th.Tensor | None, th.Tensor] | None = None  # log prior and log pi_B of the last temperature step
         ent_coef = temperature.value
         q_net_parameters = list(self.policy.q_nets.parameters())  # listed once, not at every gradient step
         for _ in range(gradient_steps):
@@ -495,12 +527,8 @@ class SoftQ(OffPolicyAlgorithm):
             self.policy.optimizer.step()
 
             if temperature.learned:
-                # SAC-style temperature update: lower tau when pi_B is more random than the target, raise it otherwise
-                with th.no_grad():  # the prior is evaluated at the batch states only here and for the statistics
-                    log_prior = self.policy.log_prior(batch.observations)
-                    log_probs = self._log_probs(batch, ent_coef, log_prior)
-                    entropy_gap = self._mean(entropy(log_probs), batch.weights) - float(self.target_entropy)
-                ent_coef_losses.append(temperature.update(entropy_gap))
+                ent_coef_loss, last_policy = self._update_temperature(batch, ent_coef)
+                ent_coef_losses.append(ent_coef_loss)
 
         self._n_updates += gradient_steps
         self.logger.record("train/n_updates", self._n_updates, exclude="tensorboard")
@@ -509,7 +537,6 @@ class SoftQ(OffPolicyAlgorithm):
             stats["train/ent_coef_loss"] = th.stack(ent_coef_losses).mean()
         if self.logger.output_formats:  # computed only where a log is written (SB3's logger has none at verbose=0)
             # The statistics of the last batch; pi_B at its states is that of the last temperature step when there is one
-            last_policy = (log_prior, log_probs) if temperature.learned else None
             stats.update(self._policy_stats(batch, ent_coef, last_policy))
         if missing_behaviour_probs is not None:
             stats["missing_behaviour_probs"] = missing_behaviour_probs
@@ -526,6 +553,25 @@ class SoftQ(OffPolicyAlgorithm):
             self.replay_buffer,
             temperature.log_ent_coef,
         )
+
+    def _update_temperature(
+        self, batch: TrainingBatch, ent_coef: th.Tensor
+    ) -> tuple[th.Tensor, tuple[th.Tensor | None, th.Tensor]]:
+        """
+        One SAC-style step of the learned temperature on a training batch: lower :math:`\\tau` when :math:`\\pi_B` is
+        more random than ``target_entropy``, raise it otherwise (see
+        :meth:`~sb3_softq.common.temperature.Temperature.update`).
+
+        :param batch: the training batch of this gradient step
+        :param ent_coef: the temperature it was trained with
+        :return: the temperature loss (0-d, detached) and :math:`\\log\\bar\\pi`, :math:`\\log\\pi_B` at the batch
+            states (for the statistics of the last batch)
+        """
+        with th.no_grad():  # the prior is evaluated at the batch states only here and for the statistics
+            log_prior = self.policy.log_prior(batch.observations)
+            log_probs = self._log_probs(batch, ent_coef, log_prior)
+            entropy_gap = self._mean(entropy(log_probs), batch.weights) - float(self.target_entropy)
+        return self.policy.temperature.update(entropy_gap), (log_prior, log_probs)
 
     def _record_train_stats(self, stats: Mapping[str, th.Tensor | float]) -> dict[str, float]:
         """

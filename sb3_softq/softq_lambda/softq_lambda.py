@@ -204,31 +204,26 @@ class SoftQLambda(SoftQ):
             raise ValueError(
                 f"`replay_buffer_class` must be a SequenceReplayBuffer subclass (or None), got {self.replay_buffer_class!r}"
             )
-
-    def _setup_model(self) -> None:
-        self._check_hyperparameters()  # before the buffer is built (SoftQ's `_setup_model` checks again, at no cost)
-        if self.replay_buffer_class is None:
-            is_dict = isinstance(self.observation_space, spaces.Dict)
-            self.replay_buffer_class = DictSequenceReplayBuffer if is_dict else SequenceReplayBuffer
         buffer_length = self.replay_buffer_kwargs.get("sequence_length", self.sequence_length)
         if buffer_length != self.sequence_length:
             raise ValueError(
                 f"`replay_buffer_kwargs['sequence_length']` ({buffer_length}) differs from `sequence_length` "
                 f"({self.sequence_length}): set `sequence_length` only"
             )
-        if self.replay_buffer is None:
-            # Built here with the window length: SB3's `_setup_model` builds a buffer from `replay_buffer_kwargs` only,
-            # and keeps one that exists. The user's `replay_buffer_kwargs` are left as given (they are saved).
-            self.replay_buffer = self.replay_buffer_class(
-                self.buffer_size,
-                self.observation_space,
-                self.action_space,
-                device=self.device,
-                n_envs=self.n_envs,
-                optimize_memory_usage=self.optimize_memory_usage,
-                **{**self.replay_buffer_kwargs, "sequence_length": self.sequence_length},
-            )
-        super()._setup_model()
+
+    def _make_replay_buffer(self, **kwargs: Any) -> ReplayBuffer:
+        """
+        A new sequence replay buffer of ``replay_buffer_class`` (:class:`SequenceReplayBuffer`, or
+        :class:`DictSequenceReplayBuffer` for dict observations, when ``None``) that samples windows of
+        ``sequence_length``.
+
+        :param kwargs: further arguments of the buffer, beside the user's ``replay_buffer_kwargs``
+        :return: the buffer
+        """
+        if self.replay_buffer_class is None:
+            is_dict = isinstance(self.observation_space, spaces.Dict)
+            self.replay_buffer_class = DictSequenceReplayBuffer if is_dict else SequenceReplayBuffer
+        return super()._make_replay_buffer(sequence_length=self.sequence_length, **kwargs)
 
     def _setup_learn(
         self,
