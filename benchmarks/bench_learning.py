@@ -29,8 +29,12 @@ SoftQ and SoftQLambda their entries in ``hyperparams/``; every algorithm uses th
 (:class:`sb3_softq.common.torch_layers.MinAtarCNN`). Evaluation episodes are cut at
 ``MINATAR_EVAL_MAX_EPISODE_STEPS`` steps (MinAtar's games have no time limit, and a greedy policy may never lose).
 
-A run is deterministic given its algorithm, seed, hyperparameters and the package versions (one PyTorch thread,
-seeded environments and models), so a table can be extended without training everything again: ``--reuse
+A run is deterministic given its algorithm, seed, hyperparameters, the package versions, the code and the CPU's
+instruction set (one PyTorch thread, seeded environments and models): every run records the commit of the checkout
+it ran from (``code``, with ``+changes`` when files of the package differed from it) and the kernels PyTorch chose for
+the CPU (``cpu_capability``: ``AVX2``, ``AVX512``...), because anything that changes the rounding of one operation is
+enough to take a run elsewhere; the table's note names the commits and kernels of its runs when they differ. A table
+can therefore be extended without training everything again: ``--reuse
 <earlier>.json`` takes the runs it already holds (same environment, evaluation settings, versions and rl-zoo3 entry,
 which every run records) and trains only the missing algorithms and seeds, those whose entry changed since, and those
 named by ``--rerun`` (every algorithm whose code changed since). ``--reuse`` takes several files, so tables trained in
@@ -43,6 +47,7 @@ import argparse
 import json
 import os
 import platform
+import subprocess
 import sys
 import tempfile
 import textwrap
@@ -327,6 +332,9 @@ def run_one(
         "n_timesteps": total,
         "eval_episodes": eval_episodes,
         "hyperparameters": zoo_entry(algo, env_id),
+        "code": code_version(),
+        # PyTorch picks its CPU kernels by instruction set (AVX2, AVX-512...): they round differently
+        "cpu_capability": th.backends.cpu.get_cpu_capability(),
     }
     if timed:
         run["train_seconds"] = [round(float(t), 3) for t in train_seconds]
@@ -350,6 +358,22 @@ def cpu_model() -> str:
             return next(line.split(":", 1)[1].strip() for line in handle if line.startswith("model name"))
     except (OSError, StopIteration):
         return platform.processor() or "unknown processor"
+
+
+def code_version() -> str:
+    """
+    :return: the commit of the checkout that the benchmarks run from, with ``+changes`` when tracked files of the
+        package (``sb3_softq/``) differ from it, or ``"unknown"`` outside a git checkout
+    """
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    try:
+        commit = subprocess.run(
+            ["git", "-C", root, "rev-parse", "--short=12", "HEAD"], capture_output=True, text=True, check=True
+        ).stdout.strip()
+        changed = subprocess.run(["git", "-C", root, "diff", "--quiet", "HEAD", "--", "sb3_softq"], check=False).returncode
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return commit + ("+changes" if changed else "")
 
 
 def versions() -> dict[str, str]:
@@ -376,11 +400,11 @@ def versions() -> dict[str, str]:
 
 
 def optional_versions() -> dict[str, str]:
-    """:return: the versions of the environment packages that are installed (MinAtar)"""
+    """:return: the versions of the environment packages that are installed (MinAtar, Box2D for LunarLander)"""
     from importlib.metadata import PackageNotFoundError, version
 
     found = {}
-    for name in ("minatar",):
+    for name in ("minatar", "Box2D"):
         try:
             found[name] = version(name)
         except PackageNotFoundError:
@@ -661,6 +685,21 @@ def main() -> None:
             "(`--checkpoints`): " + ", ".join(resumed) + ".",
             "",
         ]
+    for field, what in (
+        ("code", "versions of the code (commit"),
+        ("cpu_capability", "CPU kernels of PyTorch (instruction set"),
+    ):
+        values = sorted({run.get(field, "not recorded") for run in runs})
+        if len(values) > 1:
+            lines += [
+                f"The runs come from several {what} of each run in the JSON file, `{field}`): "
+                + "; ".join(
+                    f"{value}: " + ", ".join(sorted({run["algo"] for run in runs if run.get(field, "not recorded") == value}))
+                    for value in values
+                )
+                + ".",
+                "",
+            ]
     if reused:
         lines += [
             f"{len(reused)} of the {len(runs)} runs were taken from earlier results files with the same package versions "

@@ -177,6 +177,26 @@ def test_seconds_to_threshold() -> None:
     assert bench_learning.summarise(timed[1:], 5.0)["median_seconds_to_threshold"] is None
 
 
+def test_runs_record_their_code(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Each run names the commit it ran from; a table mixing runs of several commits says which rows come from which."""
+    monkeypatch.setattr(bench_learning, "code_version", lambda: "abc123")
+    earlier = results_file(tmp_path / "earlier.json", [1.0, 2.0])  # a run of an older file, without a commit
+    results = run_benchmark(monkeypatch, tmp_path, "--reuse", earlier, "--algos", "softq", "softq:learning_rate=0.01")
+    assert [run.get("code") for run in results["runs"]] == [None, "abc123"]
+    assert results["runs"][1]["cpu_capability"] in ("DEFAULT", "AVX2", "AVX512", "NO AVX", "VSX", "Z VECTOR", "SVE256")
+    table = (tmp_path / "out.md").read_text()
+    assert (
+        "several versions of the code (commit of each run in the JSON file, `code`): abc123: softq:learning_rate=0.01; "
+        "not recorded: softq." in table
+    )
+
+
+def test_code_version_names_a_commit() -> None:
+    code = bench_learning.code_version()
+    commit, *rest = code.split("+")
+    assert code == "unknown" or (commit.isalnum() and rest in ([], ["changes"]))
+
+
 def test_old_results_files_show_no_seconds(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     earlier = results_file(tmp_path / "earlier.json", [1.0, 2.0])  # without train_seconds
     run_benchmark(monkeypatch, tmp_path, "--reuse", earlier)
