@@ -29,12 +29,13 @@ SoftQ and SoftQLambda their entries in ``hyperparams/``; every algorithm uses th
 (:class:`sb3_softq.common.torch_layers.MinAtarCNN`). Evaluation episodes are cut at
 ``MINATAR_EVAL_MAX_EPISODE_STEPS`` steps (MinAtar's games have no time limit, and a greedy policy may never lose).
 
-A run is deterministic given its algorithm, seed, hyperparameters, the package versions, the code and the CPU's
-instruction set (one PyTorch thread, seeded environments and models): every run records the commit of the checkout
-it ran from (``code``, with ``+changes`` when files of the package differed from it) and the kernels PyTorch chose for
-the CPU (``cpu_capability``: ``AVX2``, ``AVX512``...), because anything that changes the rounding of one operation is
-enough to take a run elsewhere; the table's note names the commits and kernels of its runs when they differ. A table
-can therefore be extended without training everything again: ``--reuse
+On one machine a run is deterministic given its algorithm, seed, hyperparameters, the package versions and the code
+(one PyTorch thread, seeded environments and models). Across machines it need not be: anything that changes the
+rounding of one operation takes a run elsewhere, and the LunarLander-v3 runs of an earlier machine, DQN's included,
+were not reproduced on a later one with the same code and versions. Every run therefore records the commit of the
+checkout it ran from (``code``, with ``+changes`` when files of the package differed from it) and the kernels PyTorch
+chose for the CPU (``cpu_capability``: ``AVX2``, ``AVX512``...), and the table's note names the commits and kernels of
+its runs when they differ. A table can be extended without training everything again: ``--reuse
 <earlier>.json`` takes the runs it already holds (same environment, evaluation settings, versions and rl-zoo3 entry,
 which every run records) and trains only the missing algorithms and seeds, those whose entry changed since, and those
 named by ``--rerun`` (every algorithm whose code changed since). ``--reuse`` takes several files, so tables trained in
