@@ -260,7 +260,7 @@ def test_enqueued_trial_gives_the_lunar_lander_entry() -> None:
     ``LunarLander-v3`` entry of ``softq_lambda.yml``."""
     study = optuna.create_study(direction="maximize")
     study.enqueue_trial(
-        dict(one_minus_gamma=0.01, batch_size_pow=6, learning_rate=4.8e-4, train_freq=4, subsample_steps=2,
+        dict(one_minus_gamma=0.01, batch_size_pow=4, learning_rate=4.8e-4, train_freq=4, subsample_steps=2,
              target_update_interval=250, net_arch="medium", n_critics=1, ent_coef_mode="auto", target_entropy=0.414,
              trace_lambda=0.733, sequence_length_pow=4, trace="tree_backup", munchausen_coef=0.9)
     )  # fmt: skip
